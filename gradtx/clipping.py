@@ -79,7 +79,8 @@ def unitwise_norm(x: jax.Array, axis: int | tuple[int, ...] | None = None) -> ja
     A unit is what one output neuron owns.  Default reduction axes, by rank (after squeezing for
     the vector case): scalars and vectors: everything; rank 2 and 3 (dense ``[in, out]``,
     multi-head dense): axis 0; rank 4 (conv ``HWIO``): axes 0-2; rank 5 (3D conv ``DHWIO``):
-    axes 0-3.  Other ranks need ``axis``.  optax: ``optax.unitwise_norm`` (same conventions).
+    axes 0-3.  Other ranks need ``axis``.  optax: ``optax.transforms.unitwise_norm`` (same
+    conventions).
     """
     if axis is None:
         if jnp.squeeze(x).ndim <= 1:
