@@ -163,14 +163,15 @@ def sgd_hd(
     momentum: float | None = None,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    """SGD-HD / SGDN-HD (Baydin et al. 2018, Algorithms 1 and 3): ``scale_by_hypergradient``
+    """SGD-HD and SGDN-HD (Baydin et al. 2018): ``scale_by_hypergradient``
     around ``d_t = g_t`` (no momentum), ``d_t = v_t`` (heavy ball, ``v_t = momentum v_{t-1} + g_t``)
     or ``d_t = g_t + momentum v_t`` (Nesterov, the paper's SGDN-HD)::
 
         alpha_t = alpha_{t-1} + hyper_lr * <g_t, d_{t-1}>,   u_t = -alpha_t d_t
 
-    The paper uses ``hyper_lr = 1e-3`` for SGD-HD and SGDN-HD.  optax: none; with
-    ``hyper_lr = 0`` it is ``optax.sgd(learning_rate, momentum, nesterov)``.
+    ``<g, d>`` sums over every parameter, so a good ``hyper_lr`` shrinks with model size (the
+    authors' torch ``SGDHD`` defaults to 1e-6).  optax: none; with ``hyper_lr = 0`` it is
+    ``optax.sgd(learning_rate, momentum, nesterov)``.
     """
     if nesterov and momentum is None:
         raise ValueError("sgd_hd: nesterov=True needs a momentum in [0, 1]")
@@ -186,13 +187,13 @@ def adam_hd(
     eps: float = 1e-8,
     eps_root: float = 0.0,
 ) -> GradientTransformation:
-    """Adam-HD (Baydin et al. 2018, Algorithm 4): ``scale_by_hypergradient`` around Adam's
+    """Adam-HD (Baydin et al. 2018): ``scale_by_hypergradient`` around Adam's
     direction ``d_t = m̂_t / (sqrt(v̂_t + eps_root) + eps)`` (``scale_by_adam``)::
 
         alpha_t = alpha_{t-1} + hyper_lr * <g_t, d_{t-1}>,   u_t = -alpha_t d_t
 
-    The paper uses ``hyper_lr = 1e-7`` for Adam-HD.  optax: none; with ``hyper_lr = 0`` it is
-    ``optax.adam``.  (The authors' torch ``AdamHD`` puts eps on the un-debiased ``sqrt(v)``.)
+    The authors' torch ``AdamHD`` defaults ``hyper_lr`` to 1e-8 (and puts eps on the raw
+    ``sqrt(v_t)``).  optax: none; with ``hyper_lr = 0`` it is ``optax.adam``.
     """
     return scale_by_hypergradient(scale_by_adam(b1, b2, eps, eps_root), learning_rate, hyper_lr)
 
@@ -236,7 +237,9 @@ def swats(
 
     The Adam step is ``scale_by_adam`` with eps on the raw ``sqrt(v_t)``, i.e.
     ``eps_t = eps / sqrt(1 - b2^t)`` on the debiased one.  ``switch_tol`` defaults to ``eps``, the
-    paper's criterion; dot products are over the whole tree (one switch for all parameters).
+    paper's (absolute) criterion; in float32 the rounding of ``gamma_t`` (~1e-7 lr) exceeds 1e-9,
+    so set ``switch_tol`` for the lr's scale there.  Dot products are over the whole tree (one
+    switch for all parameters).
     ``tree_get(state, "switch_step")`` / ``"sgd_learning_rate"`` report the switch.
     Defaults are the paper's.  optax/torch: none.
     """

@@ -89,7 +89,7 @@ def last(states):
     return jax.tree.map(lambda a: a[-1], states)
 
 
-# --- hypergradient descent (Baydin et al. 2018, Algorithms 1-4) ---------------------------------
+# --- hypergradient descent (Baydin et al. 2018: SGD-HD, SGDN-HD, Adam-HD) ---------------------
 
 HD_STEPS, HD_ALPHA0, HD_BETA = 100, 0.01, 1e-3
 HD_VARIANTS = {
