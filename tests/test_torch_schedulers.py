@@ -1,0 +1,186 @@
+"""torch_schedule / from_torch(..., scheduler=...) against torch.optim.lr_scheduler, 300 steps.
+
+torch runs ``opt.step(); sched.step()`` each step and records the lr (and the cycled momentum or
+beta1) each step used; gradtx evaluates the schedules and runs the optimizer in one jitted scan
+for all configurations.  Errors: elementwise relative for the lr/momentum sequences, relative to
+the distance moved for the trajectories (see test_torch_parity.py).
+
+Figures: ``python tests/test_torch_schedulers.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from test_torch_parity import (
+    TOL,
+    run_gradtx,
+    run_torch,
+    sequence_error,
+    torch_float64,
+    trajectory_error,
+)
+
+from gradtx.torch_compat import _schedules, from_torch, torch_schedule
+
+STEPS = 300
+
+
+def _every_tenth(t):
+    # works on a Python int (torch's LambdaLR) and on a jax array (gradtx)
+    return 0.95 ** (t // 10)
+
+
+CONFIGS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "StepLR", {"step_size": 30, "gamma": 0.5}),
+    ("Adam", {"lr": 0.05}, "MultiStepLR", {"milestones": [50, 120, 120, 200], "gamma": 0.3}),
+    ("SGD", {"lr": 0.05}, "ConstantLR", {"factor": 0.25, "total_iters": 40}),
+    ("AdamW", {"lr": 0.05}, "LinearLR",
+     {"start_factor": 0.1, "end_factor": 0.9, "total_iters": 100}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.5}, "ExponentialLR", {"gamma": 0.99}),
+    ("SGD", {"lr": 0.05, "momentum": 0.5}, "PolynomialLR", {"total_iters": 200, "power": 2.0}),
+    # past T_max the cosine rises again (300 steps: more than four half periods)
+    ("Adam", {"lr": 0.05}, "CosineAnnealingLR", {"T_max": 70, "eta_min": 1e-3}),
+    ("SGD", {"lr": 0.05}, "CosineAnnealingLR", {"T_max": 100}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}, "CosineAnnealingWarmRestarts",
+     {"T_0": 20, "T_mult": 2, "eta_min": 1e-4}),
+    ("Adam", {"lr": 0.05}, "CosineAnnealingWarmRestarts", {"T_0": 30}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "CyclicLR",
+     {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 25}),
+    ("Adam", {"lr": 0.05}, "CyclicLR",
+     {"base_lr": 0.005, "max_lr": 0.05, "step_size_up": 20, "step_size_down": 15,
+      "mode": "triangular2"}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.5}, "CyclicLR",
+     {"base_lr": 0.001, "max_lr": 0.01, "step_size_up": 30, "mode": "exp_range",
+      "gamma": 0.995}),
+    ("Adagrad", {"lr": 0.3, "lr_decay": 0.01}, "CyclicLR",
+     {"base_lr": 0.05, "max_lr": 0.3, "step_size_up": 40, "cycle_momentum": False}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.1}, "OneCycleLR",
+     {"max_lr": 0.1, "total_steps": 300}),
+    ("Adam", {"lr": 0.05}, "OneCycleLR",
+     {"max_lr": 0.05, "total_steps": 300, "anneal_strategy": "linear", "three_phase": True,
+      "pct_start": 0.25}),
+    ("NAdam", {"lr": 0.05}, "OneCycleLR",
+     {"max_lr": 0.05, "epochs": 10, "steps_per_epoch": 30, "cycle_momentum": False}),
+    ("RAdam", {"lr": 0.05, "weight_decay": 0.1}, "OneCycleLR",
+     {"max_lr": 0.05, "total_steps": 300, "base_momentum": 0.8, "max_momentum": 0.9,
+      "div_factor": 10.0, "final_div_factor": 100.0}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "SequentialLR",
+     {"schedulers": [("LinearLR", {"start_factor": 0.1, "total_iters": 20}),
+                     ("CosineAnnealingLR", {"T_max": 100})],
+      "milestones": [20]}),
+    ("Adamax", {"lr": 0.05}, "SequentialLR",
+     {"schedulers": [("ConstantLR", {"factor": 0.5, "total_iters": 10}),
+                     ("ExponentialLR", {"gamma": 0.98}),
+                     ("StepLR", {"step_size": 25, "gamma": 0.5})],
+      "milestones": [30, 150]}),
+    ("Adadelta", {"lr": 1.0, "weight_decay": 0.05}, "LambdaLR", {"lr_lambda": _every_tenth}),
+]  # fmt: skip
+
+
+def _id(cfg) -> str:
+    opt, _, sched, kw = cfg
+    return f"{opt}-{sched}-{sorted(kw)}"
+
+
+@functools.cache
+def _all_errors() -> list[dict[str, float]]:
+    """Per configuration: lr, momentum and trajectory errors (two compilations in all)."""
+    lr_fns = [torch_schedule(s, kw_o["lr"], **kw_s) for _, kw_o, s, kw_s in CONFIGS]
+    mom_fns = [_schedules(s, kw_o["lr"], kw_s).momentum for _, kw_o, s, kw_s in CONFIGS]
+    steps = jnp.arange(STEPS)
+
+    @jax.jit
+    def sequences():
+        lrs = [jax.vmap(f)(steps) for f in lr_fns]
+        moms = [None if f is None else jax.vmap(f)(steps) for f in mom_fns]
+        return lrs, moms
+
+    lrs, moms = sequences()
+    txs = [from_torch(o, **kw_o, scheduler=(s, kw_s)) for o, kw_o, s, kw_s in CONFIGS]
+    trajs = run_gradtx(txs, STEPS)
+    errors = []
+    for cfg, lr, mom, (traj, _) in zip(CONFIGS, lrs, moms, trajs, strict=True):
+        ref = run_torch(cfg[0], cfg[1], STEPS, scheduler=(cfg[2], cfg[3]))
+        errors.append(
+            {
+                "lr": sequence_error(lr, ref["lr"]),
+                "momentum": 0.0 if mom is None else sequence_error(mom, ref["momentum"]),
+                "params": trajectory_error(traj, ref["params"]),
+                "momentum_cycled": mom is not None,
+                "lr_values": len(np.unique(ref["lr"])),
+            }
+        )
+    return errors
+
+
+@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[_id(c) for c in CONFIGS])
+def test_schedule_and_trajectory_match_torch(index):
+    err = _all_errors()[index]
+    assert err["lr_values"] > 1  # the schedule really changes the lr over the run
+    assert err["lr"] < TOL
+    assert err["momentum"] < TOL
+    assert err["params"] < TOL
+
+
+def test_momentum_cycling_is_exercised():
+    cycled = [c[0] for c, e in zip(CONFIGS, _all_errors(), strict=True) if e["momentum_cycled"]]
+    assert {"SGD", "Adam", "RMSprop", "RAdam"} <= set(cycled)
+
+
+def test_cosine_annealing_rises_past_t_max():
+    lr = np.asarray(jax.vmap(torch_schedule("CosineAnnealingLR", 1.0, T_max=10))(jnp.arange(21)))
+    np.testing.assert_allclose(lr[[0, 10, 20]], [1.0, 0.0, 1.0], atol=1e-15)
+    assert np.all(np.diff(lr[10:]) > 0)
+
+
+def test_cosine_warm_restarts_restart_steps():
+    fn = torch_schedule("CosineAnnealingWarmRestarts", 1.0, T_0=3, T_mult=2)
+    lr = np.asarray(jax.vmap(fn)(jnp.arange(25)))
+    # restarts at 3, 3 + 6 = 9 and 9 + 12 = 21
+    assert [int(t) for t in np.flatnonzero(lr == 1.0)] == [0, 3, 9, 21]
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: torch_schedule("WarmupLR", 0.1), ValueError),
+        (lambda: torch_schedule("StepLR", 0.1, step_size=3, gama=0.5), TypeError),
+        (lambda: torch_schedule("ReduceLROnPlateau", 0.1), ValueError),
+        (lambda: torch_schedule("ConstantLR", 0.1, factor=1.5), ValueError),
+        (lambda: torch_schedule("CosineAnnealingWarmRestarts", 0.1, T_0=0), ValueError),
+        (lambda: torch_schedule("OneCycleLR", 0.1, max_lr=0.1), ValueError),
+        (lambda: torch_schedule("CyclicLR", 0.1, base_lr=0.1, max_lr=1, mode="x"), ValueError),
+        (lambda: torch_schedule("SequentialLR", 0.1, schedulers=[("StepLR", {"step_size": 2})],
+                                milestones=[3]), ValueError),
+        (lambda: from_torch("Adagrad", scheduler=("OneCycleLR", {"max_lr": 0.1,
+                                                                 "total_steps": 10})), ValueError),
+        (lambda: from_torch("SGD", lr=lambda c: 0.1, scheduler=("StepLR", {"step_size": 2})),
+         ValueError),
+        (lambda: from_torch("NAdam", scheduler=("OneCycleLR", {"max_lr": 0.1,
+                                                               "total_steps": 10})),
+         NotImplementedError),
+    ],
+)  # fmt: skip
+def test_invalid_schedulers_raise(call, error):
+    with pytest.raises(error):
+        call()
+
+
+def test_torch_also_rejects_cycling_without_momentum():
+    with torch_float64(), pytest.raises(ValueError, match="momentum"):
+        opt = torch.optim.Adagrad([torch.zeros(1, requires_grad=True)])
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_enable_x64", True)
+    for cfg, err in zip(CONFIGS, _all_errors(), strict=True):
+        print(f"lr {err['lr']:.1e} momentum {err['momentum']:.1e} params {err['params']:.1e}  "
+              f"{_id(cfg)}")  # fmt: skip
