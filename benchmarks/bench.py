@@ -1,0 +1,288 @@
+"""Step-time benchmark: gradtx vs optax (and torch.optim foreach) on the same cases.
+
+Each case builds one jitted step ``(params, state, grads) -> (params, state)`` per library, with
+params and state donated, and times them alternately in one process (A, B, A, B, ...), so drifts in
+machine load hit both.  Reported: median ms per step for each, the gradtx/optax ratio, and the
+memory-roofline estimate (bytes a step must move / measured triad bandwidth).
+
+    python benchmarks/bench.py            # full run (~10 min on 2 cores)
+    python benchmarks/bench.py --quick    # under a minute
+    python benchmarks/bench.py --cases adam:big,adam:tiny --reps 15
+
+Results go to stdout as a markdown table (and to --json if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import gradtx  # noqa: E402
+
+Tree = Any
+
+# --- trees -----------------------------------------------------------------------------------------
+
+
+def tree_big(n: int) -> list[tuple[int, ...]]:
+    return [(n,)]
+
+
+def tree_transformer(n: int) -> list[tuple[int, ...]]:
+    """~200 leaves shaped like a small transformer (embeddings, qkv/out/mlp kernels, biases,
+    norm scales), scaled so the total is about ``n`` elements."""
+    d = 256
+    while True:
+        shapes: list[tuple[int, ...]] = [(4096, d)]
+        for _ in range(16):
+            shapes += [(d, 3 * d), (3 * d,), (d, d), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+            shapes += [(d,), (d,), (d,), (d,)]
+        if sum(int(np.prod(s)) for s in shapes) >= n or d > 4096:
+            return shapes
+        d += 64
+
+
+def tree_tiny(n_leaves: int) -> list[tuple[int, ...]]:
+    return [(64,)] * n_leaves
+
+
+def make_tree(shapes: list[tuple[int, ...]], dtype: Any, seed: int = 0) -> dict[str, jax.Array]:
+    key = jax.random.PRNGKey(seed)
+    keys = jax.random.split(key, len(shapes))
+    return {
+        f"p{i:05d}": (0.01 * jax.random.normal(k, s, jnp.float32)).astype(dtype)
+        for i, (k, s) in enumerate(zip(keys, shapes))
+    }
+
+
+# --- optimizers ------------------------------------------------------------------------------------
+
+OPTS: dict[str, tuple[Callable[[Any], Any], int]] = {
+    # name -> (factory(lib), state arrays per param)
+    "adam": (lambda lib: lib.adam(1e-3), 2),
+    "adamw": (lambda lib: lib.adamw(1e-3, weight_decay=1e-2), 2),
+    "sgd_nesterov": (lambda lib: lib.sgd(1e-2, momentum=0.9, nesterov=True), 1),
+    "rmsprop": (lambda lib: lib.rmsprop(1e-3), 1),
+    "clip_adamw": (
+        lambda lib: lib.chain(lib.clip_by_global_norm(1.0), lib.adamw(1e-3, weight_decay=1e-2)),
+        2,
+    ),
+    "adam_bf16": (lambda lib: lib.adam(1e-3, mu_dtype=jnp.float32), 2),
+}
+
+
+def bytes_per_param(opt: str, itemsize: int, state_itemsize: int = 4) -> int:
+    """Bytes one step must move per parameter: read p, g and each state array; write p and state.
+    Clipping adds one more read of g (the norm)."""
+    n_state = OPTS[opt][1]
+    extra = itemsize if opt.startswith("clip") else 0
+    return 3 * itemsize + 2 * n_state * state_itemsize + extra
+
+
+def make_step(tx: Any, apply: Callable[[Tree, Tree], Tree]) -> Callable:
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return apply(params, updates), state
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+@dataclass
+class Timed:
+    name: str
+    step: Callable
+    params: Tree
+    state: Tree
+    grads: Tree
+    samples: list[float]
+
+    def run(self, n: int) -> None:
+        p, s = self.params, self.state
+        jax.block_until_ready((p, s))
+        t0 = time.perf_counter()
+        for _ in range(n):
+            p, s = self.step(p, s, self.grads)
+        jax.block_until_ready((p, s))
+        self.samples.append((time.perf_counter() - t0) / n * 1e3)
+        self.params, self.state = p, s
+
+
+def build(lib: Any, opt: str, shapes: list[tuple[int, ...]], dtype: Any) -> Timed:
+    tx = OPTS[opt][0](lib)
+    params = make_tree(shapes, dtype, 0)
+    grads = make_tree(shapes, dtype, 1)
+    state = jax.jit(tx.init)(params)
+    step = make_step(tx, lib.apply_updates)
+    p, s = step(params, state, grads)  # compile + warm
+    jax.block_until_ready((p, s))
+    return Timed(lib.__name__, step, p, s, grads, [])
+
+
+def paired(a: Timed, b: Timed, reps: int, n: int) -> tuple[float, float, float]:
+    """Alternate A/B ``reps`` times (swapping who goes first each round); medians and the median
+    of the per-round ratios."""
+    ratios = []
+    for r in range(reps):
+        first, second = (a, b) if r % 2 == 0 else (b, a)
+        first.run(n)
+        second.run(n)
+        ratios.append(a.samples[-1] / b.samples[-1])
+    return statistics.median(a.samples), statistics.median(b.samples), statistics.median(ratios)
+
+
+# --- machine figures -------------------------------------------------------------------------------
+
+
+def triad_bandwidth(n: int = 16 * 2**20, reps: int = 15) -> float:
+    """STREAM-like triad a = b + s * c in float32, jitted with donation: bytes moved / time (GB/s)."""
+    f = jax.jit(lambda a, b, c: b + 1.5 * c, donate_argnums=(0,))
+    a = jnp.zeros(n, jnp.float32)
+    b = jnp.ones(n, jnp.float32)
+    c = jnp.ones(n, jnp.float32)
+    a = f(a, b, c).block_until_ready()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a = f(a, b, c).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 3 * 4 * n / statistics.median(times) / 1e9
+
+
+def compile_seconds(lib: Any, n_leaves: int) -> float:
+    tx = lib.adamw(1e-3)
+    params = make_tree(tree_tiny(n_leaves), jnp.float32)
+    state = jax.eval_shape(tx.init, params)
+
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return lib.apply_updates(p, u), s
+
+    t0 = time.perf_counter()
+    jax.jit(step).lower(params, state, params).compile()
+    return time.perf_counter() - t0
+
+
+def peak_temp_bytes(lib: Any, opt: str, shapes: list[tuple[int, ...]], dtype: Any) -> int:
+    """XLA's temp-buffer allocation for the donated step (what it needs beyond inputs/outputs)."""
+    tx = OPTS[opt][0](lib)
+    params = make_tree(shapes, dtype)
+    state = jax.eval_shape(tx.init, params)
+    step = make_step(tx, lib.apply_updates)
+    mem = step.lower(params, state, params).compile().memory_analysis()
+    return int(getattr(mem, "temp_size_in_bytes", -1))
+
+
+def torch_step_ms(opt: str, shapes: list[tuple[int, ...]], reps: int, n: int) -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(2)
+    ps = [torch.nn.Parameter(torch.randn(s) * 0.01) for s in shapes]
+    for p in ps:
+        p.grad = torch.randn_like(p) * 0.01
+    makers = {
+        "adam": lambda: torch.optim.Adam(ps, lr=1e-3, foreach=True),
+        "adamw": lambda: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2, foreach=True),
+        "sgd_nesterov": lambda: torch.optim.SGD(
+            ps, lr=1e-2, momentum=0.9, nesterov=True, foreach=True
+        ),
+        "rmsprop": lambda: torch.optim.RMSprop(ps, lr=1e-3, alpha=0.9, foreach=True),
+    }
+    if opt not in makers:
+        return None
+    o = makers[opt]()
+    o.step()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            o.step()
+        times.append((time.perf_counter() - t0) / n * 1e3)
+    return statistics.median(times)
+
+
+# --- driver ----------------------------------------------------------------------------------------
+
+TREES = {
+    "big": lambda total: tree_big(total),
+    "transformer": lambda total: tree_transformer(total),
+    "tiny": lambda total: tree_tiny(2000),
+}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes, few reps (< 1 minute)")
+    ap.add_argument("--cases", default="", help="comma list of opt:tree (default: all)")
+    ap.add_argument("--reps", type=int, default=0)
+    ap.add_argument("--torch", action="store_true", help="also time torch.optim (foreach)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compile-time table")
+    ap.add_argument("--json", default="", help="write results as JSON here")
+    args = ap.parse_args(argv)
+
+    total = 2**20 if args.quick else 16 * 2**20
+    reps = args.reps or (5 if args.quick else 11)
+    if args.cases:
+        cases = [tuple(c.split(":")) for c in args.cases.split(",")]
+    else:
+        cases = [(o, t) for o in OPTS for t in TREES if not (o == "adam_bf16" and t == "tiny")]
+
+    bw = triad_bandwidth(total)
+    print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
+          f"triad bandwidth {bw:.1f} GB/s, {total / 2**20:.0f}M params per large case\n")
+    print("| case | tree | leaves | gradtx ms | optax ms | gradtx/optax | roofline ms | "
+          "gradtx/roofline | torch ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    results: dict[str, Any] = {"bandwidth_gbs": bw, "cases": []}
+    for opt, tree in cases:
+        shapes = TREES[tree](total)
+        dtype = jnp.bfloat16 if opt == "adam_bf16" else jnp.float32
+        size = sum(int(np.prod(s)) for s in shapes)
+        n = max(3, min(200, int(2e8 // (size * 28))))
+        a = build(gradtx, opt, shapes, dtype)
+        b = build(optax, opt, shapes, dtype)
+        ma, mb, ratio = paired(a, b, reps, n)
+        itemsize = jnp.dtype(dtype).itemsize
+        roof = size * bytes_per_param(opt, itemsize) / (bw * 1e9) * 1e3
+        tms = torch_step_ms(opt, shapes, 3, n) if args.torch and dtype == jnp.float32 else None
+        tcol = f"{tms:.3f}" if tms is not None else "–"
+        print(f"| {opt} | {tree} | {len(shapes)} | {ma:.3f} | {mb:.3f} | {ratio:.2f} | "
+              f"{roof:.3f} | {ma / roof:.2f} | {tcol} |", flush=True)
+        results["cases"].append(dict(opt=opt, tree=tree, leaves=len(shapes), gradtx_ms=ma,
+                                     optax_ms=mb, ratio=ratio, roofline_ms=roof, torch_ms=tms))
+        del a, b
+
+    if not args.no_compile:
+        print("\n| leaves | gradtx compile s | optax compile s | ratio |\n|---|---|---|---|")
+        for n_leaves in [100, 1000] if args.quick else [100, 1000, 4000]:
+            cg, co = compile_seconds(gradtx, n_leaves), compile_seconds(optax, n_leaves)
+            print(f"| {n_leaves} | {cg:.2f} | {co:.2f} | {cg / co:.2f} |", flush=True)
+            results.setdefault("compile", []).append(dict(leaves=n_leaves, gradtx=cg, optax=co))
+
+    print("\n| case | gradtx temp MB | optax temp MB |\n|---|---|---|")
+    for opt in ["adam", "clip_adamw"]:
+        shapes = tree_big(total)
+        tg = peak_temp_bytes(gradtx, opt, shapes, jnp.float32) / 2**20
+        to = peak_temp_bytes(optax, opt, shapes, jnp.float32) / 2**20
+        print(f"| {opt} big | {tg:.1f} | {to:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()

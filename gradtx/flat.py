@@ -1,0 +1,100 @@
+"""Contiguous layout: run a transformation on a few flat buffers instead of many leaves.
+
+A model with thousands of small leaves (biases, norm scales) pays a fixed cost per leaf per
+kernel.  ``flatten(tx)`` concatenates same-dtype leaves into one vector per dtype, runs ``tx`` on
+those vectors, and splits the result back into the original tree.  The state of ``tx`` lives in
+the flat layout across steps, so only gradients (and params, when ``tx`` reads them) are packed
+each step.  With ``max_leaf_size`` only leaves up to that many elements are packed; larger
+(typically sharded) leaves stay as they are, so their state keeps their sharding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx.base import Block, GradientTransformation, as_block, transformation
+
+Tree = Any
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which leaves go into which buffer: ``groups[k]`` lists leaf indices packed (in order) into
+    buffer ``k``; ``solo`` lists the leaves left alone."""
+
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+    groups: tuple[tuple[int, ...], ...]
+    solo: tuple[int, ...]
+
+
+def _plan(tree: Tree, max_leaf_size: int | None) -> _Plan:
+    leaves, treedef = jax.tree.flatten(tree)
+    by_dtype: dict[Any, list[int]] = {}
+    solo = []
+    for i, x in enumerate(leaves):
+        if max_leaf_size is None or np.size(x) <= max_leaf_size:
+            by_dtype.setdefault(jnp.result_type(x), []).append(i)
+        else:
+            solo.append(i)
+    shapes = tuple(tuple(np.shape(x)) for x in leaves)
+    return _Plan(treedef, shapes, tuple(tuple(g) for g in by_dtype.values()), tuple(solo))
+
+
+class FlatTree(NamedTuple):
+    """The packed form of a tree: one vector per dtype group, then the leaves left alone."""
+
+    buffers: tuple[jax.Array, ...]
+    solo: tuple[jax.Array, ...]
+
+
+def _pack(plan: _Plan, tree: Tree) -> FlatTree:
+    leaves = plan.treedef.flatten_up_to(tree)
+    buffers = tuple(jnp.concatenate([jnp.ravel(leaves[i]) for i in g]) for g in plan.groups)
+    return FlatTree(buffers, tuple(leaves[i] for i in plan.solo))
+
+
+def _unpack(plan: _Plan, flat: FlatTree) -> Tree:
+    out: list[Any] = [None] * len(plan.shapes)
+    for g, buf in zip(plan.groups, flat.buffers, strict=True):
+        sizes = [int(np.prod(plan.shapes[i])) for i in g]
+        pieces = jnp.split(buf, np.cumsum(sizes)[:-1]) if len(g) > 1 else [buf]
+        for i, piece in zip(g, pieces, strict=True):
+            out[i] = piece.reshape(plan.shapes[i])
+    for i, x in zip(plan.solo, flat.solo, strict=True):
+        out[i] = x
+    return plan.treedef.unflatten(out)
+
+
+def flatten(
+    inner: GradientTransformation, max_leaf_size: int | None = None
+) -> GradientTransformation:
+    """Runs ``inner`` on the packed layout ``FlatTree(buffers, solo)``: all leaves of one dtype
+    concatenated into one vector (only leaves with at most ``max_leaf_size`` elements when it is
+    given; larger ones are passed through as themselves).
+
+    Element-wise optimizers (every alias except ``noisy_sgd``, whose noise is drawn per leaf) give
+    the same numbers in either layout; per-leaf transformations (``clip_by_block_rms``, AGC) see a
+    buffer as one block.  optax: ``optax.flatten`` (which packs everything into one vector).
+    """
+    block = as_block(inner)
+
+    def init(params):
+        plan = _plan(params, max_leaf_size)
+        return block.init(_pack(plan, params))
+
+    def update(updates, state, params=None, count=None, **extra):
+        plan = _plan(updates, max_leaf_size)
+        flat_p = None if params is None else _pack(plan, params)
+        new, state = block.update(_pack(plan, updates), state, flat_p, count=count, **extra)
+        return _unpack(plan, new), state
+
+    return transformation(Block(init, update))
+
+
+__all__ = ["FlatTree", "flatten"]
