@@ -30,11 +30,11 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import gradtx  # noqa: E402
+import gradtx
 
 Tree = Any
 
-# --- trees -----------------------------------------------------------------------------------------
+# --- trees ---------------------------------------------------------------------------------------
 
 
 def tree_big(n: int) -> list[tuple[int, ...]]:
@@ -64,11 +64,11 @@ def make_tree(shapes: list[tuple[int, ...]], dtype: Any, seed: int = 0) -> dict[
     keys = jax.random.split(key, len(shapes))
     return {
         f"p{i:05d}": (0.01 * jax.random.normal(k, s, jnp.float32)).astype(dtype)
-        for i, (k, s) in enumerate(zip(keys, shapes))
+        for i, (k, s) in enumerate(zip(keys, shapes, strict=True))
     }
 
 
-# --- optimizers ------------------------------------------------------------------------------------
+# --- optimizers ----------------------------------------------------------------------------------
 
 OPTS: dict[str, tuple[Callable[[Any], Any], int]] = {
     # name -> (factory(lib), state arrays per param)
@@ -143,7 +143,7 @@ def paired(a: Timed, b: Timed, reps: int, n: int) -> tuple[float, float, float]:
     return statistics.median(a.samples), statistics.median(b.samples), statistics.median(ratios)
 
 
-# --- machine figures -------------------------------------------------------------------------------
+# --- machine figures -----------------------------------------------------------------------------
 
 
 def triad_bandwidth(n: int = 16 * 2**20, reps: int = 15) -> float:
@@ -215,7 +215,7 @@ def torch_step_ms(opt: str, shapes: list[tuple[int, ...]], reps: int, n: int) ->
     return statistics.median(times)
 
 
-# --- driver ----------------------------------------------------------------------------------------
+# --- driver --------------------------------------------------------------------------------------
 
 TREES = {
     "big": lambda total: tree_big(total),
@@ -242,10 +242,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cases = [(o, t) for o in OPTS for t in TREES if not (o == "adam_bf16" and t == "tiny")]
 
     bw = triad_bandwidth(total)
-    print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
-          f"triad bandwidth {bw:.1f} GB/s, {total / 2**20:.0f}M params per large case\n")
-    print("| case | tree | leaves | gradtx ms | optax ms | gradtx/optax | roofline ms | "
-          "gradtx/roofline | torch ms |")
+    print(
+        f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
+        f"triad bandwidth {bw:.1f} GB/s, {total / 2**20:.0f}M params per large case\n"
+    )
+    print(
+        "| case | tree | leaves | gradtx ms | optax ms | gradtx/optax | roofline ms | "
+        "gradtx/roofline | torch ms |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     results: dict[str, Any] = {"bandwidth_gbs": bw, "cases": []}
     for opt, tree in cases:
@@ -260,10 +264,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         roof = size * bytes_per_param(opt, itemsize) / (bw * 1e9) * 1e3
         tms = torch_step_ms(opt, shapes, 3, n) if args.torch and dtype == jnp.float32 else None
         tcol = f"{tms:.3f}" if tms is not None else "–"
-        print(f"| {opt} | {tree} | {len(shapes)} | {ma:.3f} | {mb:.3f} | {ratio:.2f} | "
-              f"{roof:.3f} | {ma / roof:.2f} | {tcol} |", flush=True)
-        results["cases"].append(dict(opt=opt, tree=tree, leaves=len(shapes), gradtx_ms=ma,
-                                     optax_ms=mb, ratio=ratio, roofline_ms=roof, torch_ms=tms))
+        print(
+            f"| {opt} | {tree} | {len(shapes)} | {ma:.3f} | {mb:.3f} | {ratio:.2f} | "
+            f"{roof:.3f} | {ma / roof:.2f} | {tcol} |",
+            flush=True,
+        )
+        results["cases"].append(
+            dict(
+                opt=opt,
+                tree=tree,
+                leaves=len(shapes),
+                gradtx_ms=ma,
+                optax_ms=mb,
+                ratio=ratio,
+                roofline_ms=roof,
+                torch_ms=tms,
+            )
+        )
         del a, b
 
     if not args.no_compile:

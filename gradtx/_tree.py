@@ -103,7 +103,10 @@ def check_match(where: str, a_name: str, a: PyTree, b_name: str, b: PyTree) -> N
     ta, tb = jax.tree.structure(a), jax.tree.structure(b)
     if ta != tb:
         pa, pb = _paths(a), _paths(b)
-        first = next((i for i, (x, y) in enumerate(zip(pa, pb)) if x != y), min(len(pa), len(pb)))
+        first = next(
+            (i for i, (x, y) in enumerate(zip(pa, pb, strict=False)) if x != y),
+            min(len(pa), len(pb)),
+        )
         at_a = pa[first] if first < len(pa) else "<nothing>"
         at_b = pb[first] if first < len(pb) else "<nothing>"
         raise ValueError(
@@ -113,7 +116,7 @@ def check_match(where: str, a_name: str, a: PyTree, b_name: str, b: PyTree) -> N
             f"Did you pass the state of another optimizer or params of another model?"
         )
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    for i, (x, y) in enumerate(zip(la, lb)):
+    for i, (x, y) in enumerate(zip(la, lb, strict=True)):
         if np.shape(x) != np.shape(y):
             raise ValueError(
                 f"{where}: {a_name} and {b_name} differ in shape at {_paths(a)[i]!r}: "
@@ -151,7 +154,9 @@ def check_ranges(where: str, **checks: tuple[Any, str]) -> None:
         ok = (v >= lo_v) if lo_b == "[" else (v > lo_v)
         ok &= (v <= hi_v) if hi_b == "]" else (v < hi_v)
         if not np.all(ok) or np.any(np.isnan(v)):
-            raise ValueError(f"{where}: {name}={value!r} is out of range; allowed: {name} in {interval}")
+            raise ValueError(
+                f"{where}: {name}={value!r} is out of range; allowed: {name} in {interval}"
+            )
 
 
 def resolve(value: Any, count: jax.Array) -> Any:

@@ -1,7 +1,7 @@
 """The classic optimizers, each a short chain of public blocks.
 
-Names, arguments and defaults follow optax, so porting is changing the import.  Every optimizer's
-update is ``p <- p + u`` with ``u = -learning_rate * direction``; each docstring gives the direction.
+Names, arguments and defaults follow optax, so porting is changing the import.  Every
+optimizer's update is ``p <- p + u`` with ``u = -learning_rate * direction``; each docstring gives the direction.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def adagrad(
 ) -> GradientTransformation:
     """Adagrad (Duchi et al. 2011): ``s_t = s_{t-1} + g^2``, ``u = -lr * g / sqrt(s_t + eps)``.
     optax: ``optax.adagrad``; torch's rule (eps outside the root): ``from_torch("Adagrad")``."""
-    return chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate)
+    )
 
 
 def rmsprop(
@@ -174,9 +176,7 @@ def amsgrad(
     """AMSGrad (Reddi et al. 2018): ``u = -lr * m̂ / (sqrt(max_{i<=t} v̂_i + eps_root) + eps)``.
     optax: ``optax.amsgrad``; torch: ``from_torch("Adam", amsgrad=True)``."""
     return chain(
-        scale_by_amsgrad(
-            b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu
-        ),
+        scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu),
         scale_by_learning_rate(learning_rate),
     )
 

@@ -116,7 +116,12 @@ def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
 
 class BlockUpdateFn(Protocol):
     def __call__(
-        self, updates: Updates, state: OptState, params: Params | None, count: jax.Array, **extra: Any
+        self,
+        updates: Updates,
+        state: OptState,
+        params: Params | None,
+        count: jax.Array,
+        **extra: Any,
     ) -> tuple[Updates, OptState]: ...
 
 

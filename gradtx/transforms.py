@@ -63,7 +63,9 @@ def _stateless(fn: Callable[..., Tree]) -> GradientTransformation:
 def scale(step_size: ScalarOrSchedule) -> GradientTransformation:
     """``u = step_size * g``.  optax: ``optax.scale``."""
     return _stateless(
-        lambda g, p, count: jax.tree.map(lambda x: _tree.scalar(resolve(step_size, count), x) * x, g)
+        lambda g, p, count: jax.tree.map(
+            lambda x: _tree.scalar(resolve(step_size, count), x) * x, g
+        )
     )
 
 
@@ -128,7 +130,9 @@ def trace(
         d, damp = resolve(decay, count), resolve(dampening, count)
 
         def leaf(g, m):
-            m_new = d * m + g if _is_zero(damp) else jnp.where(count == 0, g, d * m + (1 - damp) * g)
+            m_new = (
+                d * m + g if _is_zero(damp) else jnp.where(count == 0, g, d * m + (1 - damp) * g)
+            )
             u = g + d * m_new if nesterov else m_new
             return u.astype(g.dtype), m_new.astype(m.dtype)
 
@@ -719,7 +723,7 @@ def add_noise(
         std = jnp.sqrt(eta / t**gamma)
         noisy = [
             x + std.astype(x.dtype) * jax.random.normal(k, x.shape, x.dtype)
-            for x, k in zip(leaves, keys)
+            for x, k in zip(leaves, keys, strict=True)
         ]
         return treedef.unflatten(noisy), AddNoiseState(new_key)
 
