@@ -1,7 +1,8 @@
 """The classic optimizers, each a short chain of public blocks.
 
 Names, arguments and defaults follow optax, so porting is changing the import.  Every
-optimizer's update is ``p <- p + u`` with ``u = -learning_rate * direction``; each docstring gives the direction.
+optimizer's update is ``p <- p + u`` with ``u = -learning_rate * direction``; each docstring
+gives the direction.
 """
 
 from __future__ import annotations
