@@ -385,3 +385,29 @@ def _replace(node: Any, path: tuple[str, ...], targets: dict[tuple[str, ...], An
     if isinstance(node, list | tuple):
         return type(node)(_replace(v, (*path, str(i)), targets) for i, v in enumerate(node))
     return node
+
+
+__all__ = [
+    "Block",
+    "ChainState",
+    "EmptyState",
+    "GradientTransformation",
+    "OptState",
+    "Params",
+    "ScalarOrSchedule",
+    "Schedule",
+    "Updates",
+    "apply_updates",
+    "as_block",
+    "blocks_of",
+    "chain",
+    "identity",
+    "init_empty_state",
+    "named_chain",
+    "stateless",
+    "transformation",
+    "tree_get",
+    "tree_paths",
+    "tree_set",
+    "with_extra_args",
+]

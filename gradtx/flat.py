@@ -10,6 +10,7 @@ each step.  With ``max_leaf_size`` only leaves up to that many elements are pack
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -71,6 +72,18 @@ def _unpack(plan: _Plan, flat: FlatTree) -> Tree:
     return plan.treedef.unflatten(out)
 
 
+def ravel(tree: Tree, max_leaf_size: int | None = None) -> tuple[FlatTree, Any]:
+    """``(flat, unravel)``: ``tree`` in the packed layout and the function that restores it.
+
+    Keeping the params themselves packed (``loss(unravel(flat_params))``) makes ``jax.grad`` return
+    packed gradients directly, so a step over thousands of small leaves touches a few buffers only.
+    Like ``jax.flatten_util.ravel_pytree`` but one buffer per dtype, no casting, and leaves larger
+    than ``max_leaf_size`` kept whole.
+    """
+    plan = _plan(tree, max_leaf_size)
+    return _pack(plan, tree), functools.partial(_unpack, plan)
+
+
 def flatten(
     inner: GradientTransformation, max_leaf_size: int | None = None
 ) -> GradientTransformation:
@@ -97,4 +110,4 @@ def flatten(
     return transformation(Block(init, update))
 
 
-__all__ = ["FlatTree", "flatten"]
+__all__ = ["FlatTree", "flatten", "ravel"]
