@@ -1,0 +1,276 @@
+"""gradtx.parallel: state shardings, ZeRO-1 / FSDP / data-parallel steps, local SGD, multi-process.
+
+The multi-device checks run in subprocesses (8 simulated CPU devices; 2 processes x 4 devices) in
+float32 and report numbers as JSON; the tests here assert on those numbers.  This process keeps
+its single device.  Tolerances: float32 trajectories of 3-4 steps agree to 1e-5 (they differ only
+in the order of the cross-device sums).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import gradtx
+from gradtx import parallel as par
+
+HERE = Path(__file__).resolve().parent
+TOL = 1e-5
+OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "clipped_adamw")
+KINDS = ("data_parallel", "zero1", "fsdp")
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.fixture(scope="module")
+def md(tmp_path_factory) -> dict:
+    """Results of ``_multidevice_checks.py`` (one subprocess, 8 devices)."""
+    out = tmp_path_factory.mktemp("multidevice")
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "_multidevice_checks.py"), str(out)],
+        env=_child_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((out / "results.json").read_text())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mp(tmp_path_factory) -> list[dict]:
+    """Results of the two ``_multiprocess_worker.py`` processes; both are always killed."""
+    out = tmp_path_factory.mktemp("multiprocess")
+    port = _free_port()
+    procs, logs = [], []
+    try:
+        for pid in range(2):
+            log = open(out / f"log_{pid}.txt", "w")  # closed in finally
+            logs.append(log)
+            cmd = [
+                sys.executable,
+                str(HERE / "_multiprocess_worker.py"),
+                str(pid),
+                str(port),
+                str(out),
+            ]
+            procs.append(
+                subprocess.Popen(cmd, env=_child_env(), stdout=log, stderr=subprocess.STDOUT)
+            )
+        codes = [p.wait(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
+    tails = [(out / f"log_{i}.txt").read_text()[-3000:] for i in range(2)]
+    assert codes == [0, 0], tails
+    return [json.loads((out / f"result_{i}.json").read_text()) for i in range(2)]
+
+
+# --- 8 simulated devices ----------------------------------------------------------------------
+
+
+@pytest.mark.multidevice
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_layout_matches_single_device_trajectory(md, name, kind):
+    errors = md["layouts"]["errors"][name]
+    assert errors["ref_change"] > 1e-2  # the trajectory moved, so agreement means something
+    assert errors[kind] < TOL
+
+
+@pytest.mark.multidevice
+def test_zero1_state_is_split_and_params_replicated(md):
+    specs = md["layouts"]["state_specs"]
+    for kind in ("zero1", "fsdp"):
+        s = specs[kind]
+        assert s[".count"] == s[".inner[0].global_norm"] == "()"
+        for moment in ("mu", "nu"):
+            for leaf in ("w1", "b1", "w2"):
+                assert s[f".inner[1].{moment}['{leaf}']"] == "('data',)"
+            # 4 entries do not divide over 8 devices: replicated, not padded
+            assert s[f".inner[1].{moment}['b2']"] == "()"
+    assert set(specs["zero1_params"].values()) == {"()"}
+    assert set(specs["data_parallel"].values()) == {"()"}
+    assert specs["fsdp_params"] == {
+        "['b1']": "('data',)",
+        "['b2']": "()",
+        "['w1']": "('data',)",
+        "['w2']": "('data',)",
+    }
+
+
+@pytest.mark.multidevice
+def test_masked_state_follows_its_params(md):
+    s = md["fsdp_masked"]["masked_state"]
+    assert s[".count"] == "()"
+    assert {k: v for k, v in s.items() if k != ".count"} == {
+        f".inner[0].inner_state[0].{m}['{w}']": "('data',)"
+        for m in ("mu", "nu")
+        for w in ("w1", "w2")
+    }
+
+
+@pytest.mark.multidevice
+def test_adam_state_bytes_per_device(md):
+    b = md["bytes"]
+    count = 4  # the int32 step counter, replicated
+    assert b["replicated"] == [b["moment_bytes"] + count]
+    assert b["zero1"] == [b["moment_bytes"] // 8 + count]
+    assert b["fsdp"] == [b["moment_bytes"] // 8 + count]
+    # without out_shardings, jit in Auto mode replicates the state of sharded params
+    assert b["plain_jit_init"] == b["replicated"]
+
+
+@pytest.mark.multidevice
+def test_shard_map_gradient_trap(md):
+    t = md["trap"]
+    assert t["right_err"] < 1e-6
+    # pmean of local gradients of replicated params: 8x too large
+    assert 7.9 < t["naive_ratio_min"] <= t["naive_ratio_max"] < 8.1
+
+
+@pytest.mark.multidevice
+def test_local_sgd(md):
+    r = md["local_sgd"]
+    assert r["k1_sgd_err"] < TOL
+    assert r["k1_sgd_momentum_err"] < TOL
+    spread = r["k4_spread"]
+    # replicas drift apart between averages and meet (to the last bit) after every 4th step
+    assert min(spread[0], spread[1], spread[2], spread[4], spread[5], spread[6]) > 1e-2
+    assert spread[3] < 1e-6 and spread[7] < 1e-6
+    assert r["k4_state_spread"] < 1e-6
+
+
+@pytest.mark.multidevice
+def test_checkpoint_restore_into_sharded_layout(md):
+    c = md["checkpoint"]
+    assert c["same_specs"]
+    assert c["params_err"] == 0.0 and c["state_err"] == 0.0
+    assert c["restored_state_bytes"] == c["state_bytes"]
+
+
+@pytest.mark.multidevice
+def test_example_quick_run(md):
+    e = md["example"]
+    assert e["devices"] == 8 and e["layout"] == "zero1"
+    mem = e["state_bytes_per_device"]
+    assert mem["zero1"] == mem["fsdp"] < mem["replicated"] / 7
+    assert e["test_accuracy"] > 0.85
+
+
+# --- 2 processes x 4 devices --------------------------------------------------------------------
+
+
+@pytest.mark.multidevice
+def test_two_processes_match_one(mp):
+    for r in mp:
+        assert r["ref_change"] > 1e-2
+        assert r["ref_err"] < TOL
+        assert r["restore_err"] == 0.0 and r["restored_specs_match"]
+        assert r["local_devices"] == 4
+        assert r["state_specs"][".inner[1].mu['w1']"] == "('data',)"
+    a, b = (r["final_params"] for r in mp)
+    assert a == b
+
+
+# --- in process: shardings derived from the state structure ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mesh1():
+    return jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+PARAMS = {"w": jnp.ones((4, 3)), "b": jnp.ones(3), "s": jnp.ones(())}
+
+
+def _specs(tree):
+    return jax.tree.map(lambda s: tuple(s.spec), tree)
+
+
+def test_shard_leading(mesh1):
+    assert _specs(par.shard_leading(PARAMS, mesh1)) == {"w": ("data",), "b": ("data",), "s": ()}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.adam(1e-3),
+        lambda: gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(1e-3)),
+        lambda: gradtx.named_chain(("m", gradtx.sgd(0.1, momentum=0.9)), ("c", gradtx.clip(1.0))),
+        lambda: optax.adam(1e-3),  # foreign: its own count and moments
+        lambda: gradtx.chain(optax.scale_by_adam(), gradtx.scale(-1e-3)),
+    ],
+)
+def test_state_shardings_follow_params(mesh1, make):
+    tx = make()
+    split = par.shard_leading(PARAMS, mesh1)
+    sh = par.state_shardings(tx, PARAMS, split)
+    abstract = jax.eval_shape(tx.init, PARAMS)
+    assert jax.tree.structure(sh) == jax.tree.structure(abstract)
+    got = [
+        (a.shape, tuple(s.spec))
+        for a, s in zip(jax.tree.leaves(abstract), jax.tree.leaves(sh), strict=True)
+    ]
+    param_shapes = {(4, 3), (3,)}
+    for shape, spec in got:
+        assert spec == (("data",) if shape in param_shapes else ()), (shape, spec)
+    n_moments = sum(shape in param_shapes for shape, _ in got)
+    assert n_moments >= 2 and n_moments % 2 == 0
+
+
+def test_state_shardings_masked_and_single_leaf(mesh1):
+    tx = gradtx.masked(gradtx.adam(1e-3), {"w": True, "b": False, "s": True})
+    sh = par.state_shardings(tx, PARAMS, par.shard_leading(PARAMS, mesh1))
+    mu = sh.inner[0].inner_state[0].mu
+    assert isinstance(mu["b"], gradtx.MaskedNode)
+    assert tuple(mu["w"].spec) == ("data",) and tuple(mu["s"].spec) == ()
+    # a bare array as params: the count (shape ()) is not mistaken for a moment
+    leaf = jnp.ones((2, 2))
+    sh = par.state_shardings(gradtx.sgd(0.1, momentum=0.9), leaf, par.shard_leading(leaf, mesh1))
+    assert tuple(sh.count.spec) == () and tuple(sh.inner[0].trace.spec) == ("data",)
+
+
+def test_state_shardings_default_from_params_and_abstract_state(mesh1):
+    placed = jax.device_put(PARAMS, NamedSharding(mesh1, P()))
+    tx = gradtx.adam(1e-3)
+    sh = par.state_shardings(tx, placed)
+    assert all(tuple(s.spec) == () for s in jax.tree.leaves(sh))
+    target = par.abstract_state(tx, PARAMS, sh)
+    assert [t.shape for t in jax.tree.leaves(target)] == [
+        a.shape for a in jax.tree.leaves(jax.eval_shape(tx.init, PARAMS))
+    ]
+    assert all(t.sharding is not None for t in jax.tree.leaves(target))
+    bytes_ = par.bytes_per_device(tx.init(placed))
+    assert list(bytes_.values()) == [2 * 8 * (12 + 3 + 1) + 4]  # float64 moments + int32 count
+
+
+def test_local_sgd_rejects_bad_period():
+    with pytest.raises(ValueError, match="every"):
+        par.local_sgd(gradtx.sgd(0.1), "data", every=0)
