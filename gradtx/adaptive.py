@@ -550,11 +550,22 @@ def schedule_free(
 def schedule_free_eval_params(state: Any, params: Tree) -> Tree:
     """The evaluation point ``x = (y - (1 - b1) z) / b1`` of a Schedule-Free optimizer, from its
     state (found by field name, so it also works inside a chain) and the current params ``y``.
-    optax: ``optax.contrib.schedule_free_eval_params``."""
-    b1, z = tree_get(state, "b1"), tree_get(state, "z")
-    return jax.tree.map(
-        lambda y, zi: ((y - (1 - b1) * zi) / b1).astype(jnp.result_type(y)), params, z
-    )
+
+    The result has the structure of ``params``; ``z`` is matched leaf by leaf, so an
+    ``nnx.Optimizer``'s state (whose leaves are wrapped in optimizer variables) works with
+    ``nnx.state(model, nnx.Param)``.  optax: ``optax.contrib.schedule_free_eval_params``.
+    """
+    (b1,) = jax.tree.leaves(tree_get(state, "b1"))
+    ys, treedef = jax.tree.flatten(params)
+    zs = jax.tree.leaves(tree_get(state, "z"))
+    shapes = [jnp.shape(y) for y in ys], [jnp.shape(z) for z in zs]
+    if shapes[0] != shapes[1]:
+        raise ValueError(
+            f"schedule_free_eval_params: params and the state's z differ: leaf shapes "
+            f"{shapes[0]} vs {shapes[1]}; were the params trained with this state?"
+        )
+    x = [((y - (1 - b1) * z) / b1).astype(jnp.result_type(y)) for y, z in zip(ys, zs, strict=True)]
+    return treedef.unflatten(x)
 
 
 def _warmup_constant(peak: float, warmup_steps: int) -> Any:

@@ -368,6 +368,19 @@ def test_schedule_free_wraps_a_gradtx_chain_with_one_counter(sf_runs):
     assert len(tree_paths(last(sf_runs["chain"][0][1]), "count")) == 1
 
 
+def test_eval_params_pair_z_with_params_leaf_by_leaf():
+    # nnx.Optimizer wraps state leaves in other variable types than the params: only the leaves
+    # have to line up, and the result keeps the params' structure
+    tx = schedule_free_sgd(0.1, b1=0.9)
+    params = unflat(X0)
+    state = tree_set(tx.init(params), z=[2 * params["v"], 2 * params["w"]])
+    x = schedule_free_eval_params(state, params)
+    assert isinstance(x, dict)
+    np.testing.assert_allclose(flat(x), (X0 - 0.1 * 2 * X0) / 0.9, rtol=TOL)
+    with pytest.raises(ValueError, match="z differ"):
+        schedule_free_eval_params(state, {"v": params["v"], "w": params["w"][:2]})
+
+
 # --- common contract ------------------------------------------------------------------------------
 
 ALL = {
