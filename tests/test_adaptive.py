@@ -170,13 +170,18 @@ def test_hd_matches_paper(hd_runs, name):
 
 
 def test_hd_learning_rate_grows_from_too_small_and_shrinks_from_too_large(hd_runs):
-    # curvatures in [1, 4]: SGD is stable for lr < 0.5, the best constant lr is 0.4
+    # curvatures in [1, 4]: SGD is stable for lr < 0.5 and slow for small lr
     small = np.asarray(tree_get(hd_runs["too_small"][1], "learning_rate"))
     large = np.asarray(tree_get(hd_runs["too_large"][1], "learning_rate"))
-    assert np.all(np.diff(small[:20]) >= 0)  # rises steadily while successive steps agree
-    assert large.min() < 0.45 and large[-1] < 0.49  # oscillation pushes it down
-    # both end in the stable range, far from where they started
-    assert 0.1 < small[-1] < 0.5 and 0.1 < large[-1] < 0.5
+    assert np.all(np.diff(small[:6]) >= 0) and small[-1] > 10 * 0.01  # rises while steps agree
+    assert np.all(np.diff(large[:6]) <= 0) and large[-1] < 0.8 * 0.49  # oscillation pushes it down
+    # adapting pays: both reach the optimum, where plain SGD from either lr has not
+    for name, lr0 in (("too_small", 0.01), ("too_large", 0.49)):
+        x_sgd = X0.copy()
+        for _ in range(HD_STEPS):
+            x_sgd = x_sgd - lr0 * np_grad(x_sgd)
+        assert np.linalg.norm(np_grad(hd_runs[name][0][-1])) < 1e-6
+        assert np.linalg.norm(np_grad(x_sgd)) > 1e-2
 
 
 # --- SWATS (Keskar & Socher 2017, Algorithm 1) ----------------------------------------------------
