@@ -336,7 +336,7 @@ def test_paths_of_nnx_state_drop_the_variable_value():
     want = ["l1/bias", "l1/kernel", "l2/bias", "l2/kernel", "norm/bias", "norm/scale"]
     assert paths.leaf_paths(st) == want
     assert paths.leaf_paths(nnx.as_pure(st)) == want
-    blocks = nnx.state(_Stack(nnx.Rngs(0)), nnx.Param)
+    blocks = nnx.state(nnx.eval_shape(lambda: _Stack(nnx.Rngs(0))), nnx.Param)
     assert paths.leaf_paths(blocks) == ["blocks/0/bias", "blocks/0/kernel"]
 
 
@@ -446,8 +446,9 @@ class _Stack(nnx.Module):
 @functools.cache
 def _base_model():
     """A small net whose params (biases and norm scales included) are random and nonzero, so
-    weight decay on them would be visible.  Built once: nnx init compiles per shape."""
-    model = _Net(nnx.Rngs(0))
+    weight decay on them would be visible.  Built abstractly and filled from NumPy, which spares
+    the compilations of nnx's random initialisers."""
+    model = nnx.eval_shape(lambda: _Net(nnx.Rngs(0)))
     st = nnx.state(model, nnx.Param)
     rng = np.random.default_rng(1)
     nnx.update(
@@ -470,23 +471,26 @@ LR, WD = 0.05, 0.5
 
 
 def test_nnx_adamw_no_decay_on_bias_and_norm_with_fixed_grads():
-    x = jnp.asarray(np.random.default_rng(2).standard_normal((16, 4)), jnp.float32)
-    grads = nnx.jit(nnx.grad(lambda m: jnp.mean(m(x) ** 2)))(_model())
+    rng = np.random.default_rng(2)
+    grads = jax.tree.map(
+        lambda p: jnp.asarray(rng.standard_normal(p.shape), p.dtype), nnx.state(_model(), nnx.Param)
+    )
 
     @nnx.jit
-    def step(model, opt):
-        opt.update(model, grads)
+    def step(models, opts):
+        for model, opt in zip(models, opts, strict=True):
+            opt.update(model, grads)
 
-    def train(tx):
-        model = _model()
-        opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-        for _ in range(3):
-            step(model, opt)
-        return _flat(model)
-
-    got = train(gradtx.adamw(LR, weight_decay=WD, mask=paths.exclude("*/bias", "*norm*")))
-    with_wd = train(gradtx.adamw(LR, weight_decay=WD))
-    without = train(gradtx.adamw(LR, weight_decay=0.0))
+    txs = [
+        gradtx.adamw(LR, weight_decay=WD, mask=paths.exclude("*/bias", "*norm*")),
+        gradtx.adamw(LR, weight_decay=WD),
+        gradtx.adamw(LR, weight_decay=0.0),
+    ]
+    models = [_model() for _ in txs]
+    opts = [nnx.Optimizer(m, tx, wrt=nnx.Param) for m, tx in zip(models, txs, strict=True)]
+    for _ in range(3):
+        step(nnx.List(models), nnx.List(opts))
+    got, with_wd, without = map(_flat, models)
     assert sorted(got) == sorted([*NO_DECAY, "l1/kernel", "l2/kernel"])
     for name, value in got.items():
         want, other = (without, with_wd) if name in NO_DECAY else (with_wd, without)
@@ -505,23 +509,22 @@ def test_nnx_training_recipes_agree_with_optax():
         return jnp.mean((m(x) - y) ** 2)
 
     @nnx.jit
-    def step(model, opt):
-        opt.update(model, nnx.grad(loss)(model))
+    def step(models, opts):  # all recipes in one program: one compilation
+        for model, opt in zip(models, opts, strict=True):
+            opt.update(model, nnx.grad(loss)(model))
 
-    def train(tx):
-        model = _model()
-        opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    def train(txs):
+        models = [_model() for _ in txs]
+        opts = [nnx.Optimizer(m, tx, wrt=nnx.Param) for m, tx in zip(models, txs, strict=True)]
         for _ in range(4):
-            step(model, opt)
-        return _flat(model)
+            step(nnx.List(models), nnx.List(opts))
+        return [_flat(m) for m in models]
 
     decay_mask = {
         "l1": {"kernel": True, "bias": False},
         "norm": False,
         "l2": {"kernel": True, "bias": False},
     }
-    optax_mask = paths.exclude("*/bias", "*norm*")
-    want = train(optax.adamw(LR, weight_decay=WD, mask=optax_mask))
     recipes = {
         "mask=paths.exclude": gradtx.adamw(
             LR, weight_decay=WD, mask=paths.exclude("bias", "*norm*")
@@ -538,13 +541,14 @@ def test_nnx_training_recipes_agree_with_optax():
             paths.labels({"no_decay": ["*/bias", "*norm*"], "decay": "**"}),
         ),
     }
+    reference = optax.adamw(LR, weight_decay=WD, mask=paths.exclude("*/bias", "*norm*"))
+    want, *got = train([reference, *recipes.values()])
     moved = max(np.abs(want[k] - _flat(_model())[k]).max() for k in want)
     assert moved > 0.1
-    for name, tx in recipes.items():
-        got = train(tx)
+    for name, flat in zip(recipes, got, strict=True):
         for k in want:
             np.testing.assert_allclose(
-                got[k], want[k], rtol=2e-5, atol=2e-6, err_msg=f"{name}: {k}"
+                flat[k], want[k], rtol=2e-5, atol=2e-6, err_msg=f"{name}: {k}"
             )
 
 
