@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, Sharding
+from jax.sharding import AxisType, Mesh, NamedSharding, Sharding
 from jax.sharding import PartitionSpec as P
 
 from gradtx.base import (
@@ -228,6 +228,19 @@ def fsdp_layout(
     return Layout(split, state, split, NamedSharding(mesh, P(axis)))
 
 
+def constrain(tree: Tree, shardings: Tree) -> Tree:
+    """Inside jit: ``tree`` laid out as ``shardings``; a hint to XLA on an Auto mesh, an explicit
+    ``reshard`` on an Explicit one (where a sharding constraint may only assert)."""
+
+    def one(x, sharding):
+        explicit = AxisType.Explicit in getattr(sharding.mesh, "axis_types", ())
+        if explicit:
+            return jax.sharding.reshard(x, sharding)
+        return jax.lax.with_sharding_constraint(x, sharding)
+
+    return jax.tree.map(one, tree, shardings)
+
+
 def sharded_init(tx: GradientTransformation, layout: Layout) -> Callable[[Params], OptState]:
     """``tx.init`` compiled to produce the state directly in ``layout.state``."""
     return jax.jit(tx.init, in_shardings=(layout.params,), out_shardings=layout.state)
@@ -239,16 +252,21 @@ def sharded_step(
     """``step(params, state, batch) -> (params, state, loss)`` compiled for ``layout``.
 
     The loss is the mean over the whole (global) batch; XLA partitions the computation from the
-    shardings.  The gradients are constrained to ``layout.updates`` before the optimizer runs,
-    which is where ZeRO-1 reduce-scatters them and keeps the update on each device's slice.
-    ``donate`` lets the step reuse the params' and state's buffers.
+    shardings.  Gradients and params are constrained to ``layout.updates`` before the optimizer
+    runs, which is where ZeRO-1 reduce-scatters the gradients and keeps the update on each
+    device's slice; the new params are then constrained back to ``layout.params``.  Works on Auto
+    and Explicit meshes (for FSDP on an Explicit mesh the model itself must be written for
+    sharded params).  ``donate`` lets the step reuse the params' and state's buffers: place
+    params with a copy (``jax.device_put`` may alias a buffer you still hold).
     """
 
     def step(params, state, batch):
         loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-        grads = jax.lax.with_sharding_constraint(grads, layout.updates)
-        updates, state = tx.update(grads, state, params)
-        return apply_updates(params, updates), state, loss
+        grads = constrain(grads, layout.updates)
+        local = constrain(params, layout.updates)  # ZeRO-1: this device's slice, no communication
+        updates, state = tx.update(grads, state, local)
+        new = constrain(apply_updates(local, updates), layout.params)  # ZeRO-1: the all-gather
+        return new, state, loss
 
     return jax.jit(
         step,
@@ -400,6 +418,7 @@ __all__ = [
     "Layout",
     "abstract_state",
     "bytes_per_device",
+    "constrain",
     "data_parallel_step",
     "data_parallel_value_and_grad",
     "fsdp_layout",

@@ -141,6 +141,27 @@ def check_layouts(mesh, params, batch) -> dict:
     return {"errors": errors, "state_specs": state_specs}
 
 
+def check_explicit_mesh(params, batch) -> dict:
+    """On an Explicit mesh (``jax.make_mesh``'s default): plain ``jit(tx.init)`` already follows
+    the params' shardings, and the ZeRO-1 step (which reshards there) matches one device."""
+    mesh = jax.make_mesh((8,), (AXIS,), axis_types=(AxisType.Explicit,))
+    tx = OPTIMIZERS["clipped_adamw"]()
+    split = jax.device_put(fresh(params), par.shard_leading(params, mesh, AXIS))
+    with jax.set_mesh(mesh):
+        plain = specs(jax.jit(tx.init)(split))
+    layout = par.zero1_layout(tx, params, mesh, AXIS)
+    p = jax.device_put(fresh(params), layout.params)
+    s = par.sharded_init(tx, layout)(p)
+    step = par.sharded_step(loss_fn, tx, layout)
+    g_batch = jax.device_put(fresh(batch), layout.batch)
+    ref = reference(tx, params, batch)
+    err = 0.0
+    for want in ref:
+        p, s, _ = step(p, s, g_batch)
+        err = max(err, max_err(p, want))
+    return {"plain_init_specs": plain, "zero1_err": err, "zero1_state_specs": specs(s)}
+
+
 def check_fsdp_params_and_masked(mesh, params) -> dict:
     """FSDP param shardings, and state_shardings through ``masked`` (no per-optimizer table)."""
     tx = gradtx.masked(gradtx.adam(1e-2), lambda p: {k: k.startswith("w") for k in p})
@@ -271,6 +292,7 @@ def main(argv: list[str]) -> None:
     batch = jax.device_put(batch, NamedSharding(mesh, P(AXIS)))
     checks = {
         "layouts": lambda: check_layouts(mesh, params, batch),
+        "explicit": lambda: check_explicit_mesh(params, batch),
         "fsdp_masked": lambda: check_fsdp_params_and_masked(mesh, params),
         "bytes": lambda: check_bytes(mesh),
         "trap": lambda: check_trap(mesh, params, batch),

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -38,21 +39,6 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def md(tmp_path_factory) -> dict:
-    """Results of ``_multidevice_checks.py`` (one subprocess, 8 devices)."""
-    out = tmp_path_factory.mktemp("multidevice")
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "_multidevice_checks.py"), str(out)],
-        env=_child_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads((out / "results.json").read_text())
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,35 +46,63 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def mp(tmp_path_factory) -> list[dict]:
-    """Results of the two ``_multiprocess_worker.py`` processes; both are always killed."""
-    out = tmp_path_factory.mktemp("multiprocess")
-    port = _free_port()
-    procs, logs = [], []
-    try:
-        for pid in range(2):
-            log = open(out / f"log_{pid}.txt", "w")  # closed in finally
-            logs.append(log)
-            cmd = [
-                sys.executable,
-                str(HERE / "_multiprocess_worker.py"),
-                str(pid),
-                str(port),
-                str(out),
-            ]
-            procs.append(
-                subprocess.Popen(cmd, env=_child_env(), stdout=log, stderr=subprocess.STDOUT)
+def children(tmp_path_factory) -> dict[str, tuple[int, Path]]:
+    """Runs ``_multidevice_checks.py`` (8 devices) and the two ``_multiprocess_worker.py``
+    processes (4 devices each, coordinator on a free loopback port) at the same time, so their
+    start-up and compilation overlap.  Every process is killed if still alive at the end.
+    Returns ``{name: (exit code, output dir)}``."""
+    md_out = tmp_path_factory.mktemp("multidevice")
+    mp_out = tmp_path_factory.mktemp("multiprocess")
+    port = str(_free_port())
+    commands = {
+        "md": ([str(HERE / "_multidevice_checks.py"), str(md_out)], md_out),
+        **{
+            f"worker{i}": (
+                [str(HERE / "_multiprocess_worker.py"), str(i), port, str(mp_out)],
+                mp_out,
             )
-        codes = [p.wait(timeout=600) for p in procs]
+            for i in range(2)
+        },
+    }
+    procs: dict[str, subprocess.Popen] = {}
+    codes: dict[str, tuple[int, Path]] = {}
+    deadline = time.monotonic() + 900
+    try:
+        for name, (args, out) in commands.items():
+            log = out / f"log_{name}.txt"
+            with open(log, "w") as fh:
+                procs[name] = subprocess.Popen(
+                    [sys.executable, *args], env=_child_env(), stdout=fh, stderr=subprocess.STDOUT
+                )
+        for name, p in procs.items():
+            code = p.wait(timeout=max(1.0, deadline - time.monotonic()))
+            codes[name] = (code, commands[name][1])
     finally:
-        for p in procs:
+        for p in procs.values():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        for log in logs:
-            log.close()
-    tails = [(out / f"log_{i}.txt").read_text()[-3000:] for i in range(2)]
-    assert codes == [0, 0], tails
+    return codes
+
+
+def _log_tail(out: Path, name: str) -> str:
+    return (out / f"log_{name}.txt").read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def md(children) -> dict:
+    """Results of ``_multidevice_checks.py``."""
+    code, out = children["md"]
+    assert code == 0, _log_tail(out, "md")
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def mp(children) -> list[dict]:
+    """Results of the two ``_multiprocess_worker.py`` processes."""
+    for name in ("worker0", "worker1"):
+        code, out = children[name]
+        assert code == 0, _log_tail(out, name)
     return [json.loads((out / f"result_{i}.json").read_text()) for i in range(2)]
 
 
@@ -274,3 +288,13 @@ def test_state_shardings_default_from_params_and_abstract_state(mesh1):
 def test_local_sgd_rejects_bad_period():
     with pytest.raises(ValueError, match="every"):
         par.local_sgd(gradtx.sgd(0.1), "data", every=0)
+
+
+@pytest.mark.multidevice
+def test_explicit_mesh(md):
+    e = md["explicit"]
+    # Explicit axis types: zeros_like keeps the param's sharding, so plain jit(init) follows it
+    assert e["plain_init_specs"][".inner[1].mu['w1']"] == "('data', None)"
+    assert e["plain_init_specs"][".count"] == "()"
+    assert e["zero1_err"] < TOL
+    assert e["zero1_state_specs"][".inner[1].nu['w2']"] == "('data',)"
