@@ -14,6 +14,8 @@ costs no computation there.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
@@ -184,6 +186,15 @@ def _label_leaves(where: str, spec: Spec, tree: Tree, known: Mapping[Hashable, A
 # --- running groups on disjoint parts of the tree ----------------------------------------------
 
 
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first caller outside gradtx."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _split(tree: Tree, keep: list[bool]) -> Tree:
     """``tree`` with the leaves not kept replaced by ``MaskedNode()``."""
     leaves, treedef = jax.tree.flatten(tree)
@@ -206,7 +217,7 @@ def _groups_block(
                     f"{'that transformation is' if len(missing) == 1 else 'those are'} never "
                     f"applied; labels found: {sorted(set(labels), key=repr)}",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=_user_stacklevel(),
                 )
         return {g: b.init(_split(params, [lab == g for lab in labels])) for g, b in blocks.items()}
 

@@ -255,8 +255,11 @@ def test_groups_read_the_shared_step_counter():
 
 def test_unused_transformation_warns_and_stays_empty():
     tx = multi_transform({"a": gradtx.adam(0.1), "unused": gradtx.adam(0.1)}, "a")
-    with pytest.warns(UserWarning, match=r"multi_transform: no parameter is labelled \['unused'\]"):
+    with pytest.warns(
+        UserWarning, match=r"multi_transform: no parameter is labelled \['unused'\]"
+    ) as record:
         state = tx.init(PARAMS)
+    assert record[0].filename == __file__  # points at the caller, not at gradtx
     assert state_arrays(state.inner[0].inner_states["unused"]) == []
 
 
@@ -564,3 +567,11 @@ def test_nnx_partition_state_holds_only_group_leaves():
     sgd_state = nnx.as_pure(opt.opt_state).inner[0].inner_states["sgd"]
     assert jax.tree.leaves(sgd_state) == []
     assert isinstance(opt.opt_state.inner[0], PartitionState)
+
+    # a plain dict of labels does not match an nnx.State structurally: it is matched by path
+    labels = {"l1": "adam", "l2": {"kernel": "adam", "bias": "sgd"}, "norm": "sgd"}
+    state = multi_transform({"adam": gradtx.adam(0.1), "sgd": gradtx.sgd(0.1)}, labels).init(
+        nnx.state(model, nnx.Param)
+    )
+    mu = nnx.as_pure(state).inner[0].inner_states["adam"][0].mu
+    assert sorted(paths.leaf_paths(mu)) == ["l1/bias", "l1/kernel", "l2/kernel"]
