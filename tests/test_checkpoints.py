@@ -51,7 +51,6 @@ OPTIMIZERS.update(
         "multi_steps_adam": MultiSteps(aliases.adam(0.05), 4).gradient_transformation(),
         "apply_if_finite_sgd": apply_if_finite(aliases.sgd(0.05, momentum=0.9), 3),
         "lookahead_adam": lookahead(aliases.adam(0.05), 2, 0.5, reset_state=True),
-        "noisy_sgd_seeded": aliases.noisy_sgd(0.05, eta=0.3, seed=42),
         "clip_then_adam": chain(clip_by_global_norm(0.5), aliases.adam(0.05)),
         "ema_params": chain(aliases.sgd(0.05), ema_params(0.9)),
         "conditional_adam": conditionally_transform(aliases.adam(0.05), lambda n: n % 2 == 0),
@@ -112,15 +111,15 @@ def test_flax_serialization_resume_is_bit_identical(name):
 
 
 def test_prng_key_state_is_raw_uint32_and_continues_the_stream():
-    (_, s_mid), _ = trajectory("noisy_sgd_seeded")
+    (_, s_mid), _ = trajectory("noisy_sgd")
     key = tree_get(s_mid, "rng_key")
     assert key.dtype == jnp.uint32 and key.shape == (2,)
     restored = serialization.from_bytes(
-        OPTIMIZERS["noisy_sgd_seeded"].init(PARAMS), serialization.to_bytes(s_mid)
+        OPTIMIZERS["noisy_sgd"].init(PARAMS), serialization.to_bytes(s_mid)
     )
     np.testing.assert_array_equal(np.asarray(tree_get(restored, "rng_key")), np.asarray(key))
     # the key moved on from the seed, so resuming from a fresh init would give other noise
-    fresh = tree_get(OPTIMIZERS["noisy_sgd_seeded"].init(PARAMS), "rng_key")
+    fresh = tree_get(OPTIMIZERS["noisy_sgd"].init(PARAMS), "rng_key")
     assert not np.array_equal(np.asarray(fresh), np.asarray(key))
 
 
