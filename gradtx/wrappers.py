@@ -3,11 +3,11 @@ parameters: gradient accumulation, non-finite safety, lookahead, parameter avera
 periodic and conditional updates.
 
 Counting.  Each wrapper here is one block inside the usual ``ChainState(count, inner)``; that
-``count`` counts calls to ``update`` (micro-steps).  A wrapper whose inner optimizer must *not*
-advance on every call (``MultiSteps``, ``apply_if_finite``, ``conditionally_transform``,
-``lookahead(reset_state=True)``) holds the inner *transformation* with its own ``ChainState``, so
-the inner counter (and every schedule and bias correction inside it) counts the inner's real
-steps only.
+``count`` counts calls to ``update`` (micro-steps).  A wrapper around an inner optimizer
+(``MultiSteps``, ``apply_if_finite``, ``conditionally_transform``, ``lookahead``) holds the inner
+*transformation* with its own ``ChainState``, because the inner must not advance on every call
+(or, for ``lookahead(reset_state=True)``, must restart): the inner counter, and every schedule
+and bias correction inside it, counts the inner's real steps only.
 """
 
 from __future__ import annotations
