@@ -37,6 +37,11 @@ def _every_tenth(t):
     return 0.95 ** (t // 10)
 
 
+def _shrinking(x):
+    # a custom CyclicLR scale_fn: torch calls it with a Python number, gradtx with an array
+    return 1 / (1.0 + 0.01 * x)
+
+
 CONFIGS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("SGD", {"lr": 0.05, "momentum": 0.9}, "StepLR", {"step_size": 30, "gamma": 0.5}),
     ("Adam", {"lr": 0.05}, "MultiStepLR", {"milestones": [50, 120, 120, 200], "gamma": 0.3}),
@@ -59,6 +64,9 @@ CONFIGS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("RMSprop", {"lr": 0.01, "momentum": 0.5}, "CyclicLR",
      {"base_lr": 0.001, "max_lr": 0.01, "step_size_up": 30, "mode": "exp_range",
       "gamma": 0.995}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "CyclicLR",
+     {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 10, "scale_fn": _shrinking,
+      "scale_mode": "iterations", "base_momentum": 0.5}),
     ("Adagrad", {"lr": 0.3, "lr_decay": 0.01}, "CyclicLR",
      {"base_lr": 0.05, "max_lr": 0.3, "step_size_up": 40, "cycle_momentum": False}),
     ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.1}, "OneCycleLR",
@@ -145,6 +153,12 @@ def test_cosine_warm_restarts_restart_steps():
     lr = np.asarray(jax.vmap(fn)(jnp.arange(25)))
     # restarts at 3, 3 + 6 = 9 and 9 + 12 = 21
     assert [int(t) for t in np.flatnonzero(lr == 1.0)] == [0, 3, 9, 21]
+
+
+def test_one_cycle_holds_its_last_value_past_total_steps():
+    fn = torch_schedule("OneCycleLR", 0.1, max_lr=0.1, total_steps=50)
+    lr = np.asarray(jax.vmap(fn)(jnp.arange(48, 60)))
+    assert lr[1] < lr[0] and np.all(lr[2:] == lr[2])  # step 50 is torch's last valid step
 
 
 @pytest.mark.parametrize(
