@@ -143,6 +143,11 @@ def test_multisteps_state_has_one_accumulator():
     # sgd without momentum has no buffers: the only param-sized arrays are the accumulator
     assert sum(s for s in sizes if s > 1) == n_params
     assert tree_get(state, "acc_grads")["w"].dtype == jnp.float64
+    # low-precision gradients are summed in at least float32, or the sum would lose the small ones
+    low = MultiSteps(sgd(0.1), 4).init({"w": jnp.zeros(3, jnp.bfloat16)})
+    assert tree_get(low, "acc_grads")["w"].dtype == jnp.float32
+    forced = MultiSteps(sgd(0.1), 4, accumulator_dtype=jnp.bfloat16).init(P0)
+    assert tree_get(forced, "acc_grads")["w"].dtype == jnp.bfloat16
 
 
 def test_accumulate_schedule_of_k_and_sum_mode():
