@@ -59,7 +59,7 @@ def _scalar_dtype(params: Tree) -> jnp.dtype:
     if not floats:
         return jnp.dtype(jnp.float32)
     lowest = min(floats, key=lambda d: jnp.finfo(d).bits)
-    return _tree.compute_dtype(jnp.zeros([], lowest))
+    return jnp.promote_types(lowest, jnp.float32)
 
 
 def _vdot(a: Tree, b: Tree) -> jax.Array:
@@ -175,6 +175,7 @@ def sgd_hd(
     """
     if nesterov and momentum is None:
         raise ValueError("sgd_hd: nesterov=True needs a momentum in [0, 1]")
+    check_ranges("sgd_hd", momentum=(momentum, "[0, 1]"))
     d = identity() if momentum is None else trace(momentum, nesterov)
     return scale_by_hypergradient(d, learning_rate, hyper_lr)
 
@@ -261,11 +262,8 @@ def swats(
             adam.init(params), momentum.init(params), zero, zero, jnp.zeros([], jnp.int32)
         )
 
-    def update(updates, state, params=None, count=None, **extra):
-        in_sgd = state.switch_step > 0
+    def adam_phase(updates, state, params, count, extra):
         sdt = state.gamma_ema.dtype
-        t = (count + 1).astype(sdt)
-
         direction, adam_state = adam.update(updates, state.adam, params, count=count, **extra)
         alpha = jnp.asarray(resolve(learning_rate, count), sdt)
         p = _scaled(-alpha, direction, updates)
@@ -273,20 +271,27 @@ def swats(
         projected = pg != 0
         gamma = pp / jnp.where(projected, -pg, 1)
         lam = jnp.where(projected, b2 * state.gamma_ema + (1 - b2) * gamma, state.gamma_ema)
-        lam_hat = lam / (1 - b2**t)
-        switch = ~in_sgd & projected & (count >= 1) & (jnp.abs(lam_hat - gamma) < tol)
-
-        v, momentum_state = momentum.update(updates, state.momentum, params, count=count)
-        sgd_u = _scaled(-(1 - b1) * state.sgd_learning_rate, v, updates)
-
-        new = SwatsState(
-            _select(in_sgd, state.adam, adam_state),
-            _select(in_sgd, momentum_state, state.momentum),
-            jnp.where(in_sgd, state.gamma_ema, lam).astype(sdt),
-            jnp.where(switch, lam_hat, state.sgd_learning_rate).astype(sdt),
-            jnp.where(switch, count + 1, state.switch_step).astype(jnp.int32),
+        lam_hat = lam / (1 - b2 ** (count + 1).astype(sdt))
+        switch = projected & (count >= 1) & (jnp.abs(lam_hat - gamma) < tol)
+        return p, state._replace(
+            adam=adam_state,
+            gamma_ema=lam.astype(sdt),
+            sgd_learning_rate=jnp.where(switch, lam_hat, state.sgd_learning_rate).astype(sdt),
+            switch_step=jnp.where(switch, count + 1, 0).astype(jnp.int32),
         )
-        return _select(in_sgd, sgd_u, p), new
+
+    def sgd_phase(updates, state, params, count, extra):
+        v, momentum_state = momentum.update(updates, state.momentum, params, count=count)
+        u = _scaled(-(1 - b1) * state.sgd_learning_rate, v, updates)
+        return u, state._replace(momentum=momentum_state)
+
+    def update(updates, state, params=None, count=None, **extra):
+        # only the current phase runs (both states are always present, so the step jits)
+        return jax.lax.cond(
+            state.switch_step > 0,
+            lambda: sgd_phase(updates, state, params, count, extra),
+            lambda: adam_phase(updates, state, params, count, extra),
+        )
 
     return transformation(Block(init, update))
 

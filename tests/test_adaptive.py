@@ -420,7 +420,7 @@ def test_float32_stays_float32_under_jit_with_one_counter():
     [
         (lambda: sgd_hd(-0.1, 1e-3), "learning_rate"),
         (lambda: sgd_hd(0.1, -1.0), "hyper_lr"),
-        (lambda: sgd_hd(0.1, 1e-3, momentum=1.5), "decay"),
+        (lambda: sgd_hd(0.1, 1e-3, momentum=1.5), "sgd_hd: momentum"),
         (lambda: adam_hd(0.1, 1e-3, b2=1.0), "b2"),
         (lambda: swats(b1=1.0), "b1"),
         (lambda: swats(switch_tol=-1.0), "switch_tol"),
