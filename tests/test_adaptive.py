@@ -86,7 +86,8 @@ def trajectories(txs, steps: int, dtype=jnp.float64, states=None, grads=None):
 
 
 def last(states):
-    return jax.tree.map(lambda a: a[-1], states)
+    # NumPy slicing: no eager XLA op (and compilation) per state leaf
+    return jax.tree.map(lambda a: np.asarray(a)[-1], states)
 
 
 # --- hypergradient descent (Baydin et al. 2018: SGD-HD, SGDN-HD, Adam-HD) ---------------------
@@ -339,7 +340,10 @@ def np_schedule_free_sgd(steps, learning_rate, b1, weight_decay):
 
 def _eval_points(ys, states, fn=schedule_free_eval_params):
     return np.stack(
-        [np.asarray(flat(fn(jax.tree.map(lambda a: a[i], states), unflat(ys[i])))) for i in (0, -1)]
+        [
+            np.asarray(flat(fn(jax.tree.map(lambda a: np.asarray(a)[i], states), unflat(ys[i]))))
+            for i in (0, -1)
+        ]
     )
 
 
