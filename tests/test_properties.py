@@ -22,7 +22,7 @@ from gradtx.combinators import masked, multi_transform
 from gradtx.transforms import add_decayed_weights, scale_by_adam, scale_by_learning_rate
 
 SETTINGS = settings(
-    max_examples=12,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
@@ -152,7 +152,7 @@ def shapes_dtypes(tree):
 # --- properties --------------------------------------------------------------------------------
 
 
-@settings(SETTINGS, max_examples=6)  # one compilation per example
+@settings(SETTINGS, max_examples=5)  # one compilation per example
 @given(spec=tree_specs, alias=aliases)
 @example(spec=EDGE, alias=("adamw", {"learning_rate": 0.1, "weight_decay": 0.01}))
 def test_structure_shapes_dtypes_and_jit(spec, alias):
