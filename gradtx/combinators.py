@@ -317,6 +317,13 @@ def _partition(
             f"{where}: transforms must be a non-empty mapping {{label: transformation}}, found "
             f"{_describe(transforms)}"
         )
+    try:
+        sorted(transforms)  # the state is a dict keyed by label, and jax sorts dict keys
+    except TypeError:
+        raise ValueError(
+            f"{where}: the labels must be sortable together (e.g. all strings), found "
+            f"{list(transforms)!r}"
+        ) from None
     blocks = {label: as_block(tx) for label, tx in transforms.items()}
     return _partition_tx(
         where, blocks, lambda t: _label_leaves(where, param_labels, t, blocks), True

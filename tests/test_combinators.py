@@ -422,6 +422,10 @@ def test_error_bad_patterns_and_state():
     assert "a pattern must be a glob string" in _error(lambda: paths.match(3))
     msg = _error(lambda: multi_transform({}, "a"))
     assert msg.startswith("multi_transform: transforms must be a non-empty mapping")
+    msg = _error(lambda: multi_transform({0: gradtx.sgd(1.0), "a": gradtx.sgd(1.0)}, "a"))
+    assert msg == (
+        "multi_transform: the labels must be sortable together (e.g. all strings), found [0, 'a']"
+    )
     tx = multi_transform({"a": gradtx.sgd(1.0)}, "a")
     other = multi_transform({"b": gradtx.sgd(1.0)}, "b").init(PARAMS)
     msg = _error(lambda: tx.update(GRADS[0], other, PARAMS))
