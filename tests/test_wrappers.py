@@ -204,6 +204,7 @@ def run_if_finite(inner, max_errors, plan):
             assert_tree_equal(u, ref_u)
         else:
             assert all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(u))
+            assert_tree_equal(apply_updates(P0, u), P0)
             assert_tree_equal(s.inner[0].inner_state, before.inner[0].inner_state)
         assert_tree_equal(s.inner[0].inner_state, ref_s)
         assert int(tree_get(s, "notfinite_count")) == streak
