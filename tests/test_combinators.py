@@ -579,3 +579,12 @@ def test_nnx_partition_state_holds_only_group_leaves():
     )
     mu = nnx.as_pure(state).inner[0].inner_states["adam"][0].mu
     assert sorted(paths.leaf_paths(mu)) == ["l1/bias", "l1/kernel", "l2/kernel"]
+
+    # a mask computed once from the nnx.State of Params, used on the raw arrays update sees
+    params = nnx.state(model, nnx.Param)
+    precomputed = jax.tree.map(lambda x: x.ndim > 1, params)
+    tx = freeze(precomputed)
+    u, _ = tx.update(nnx.as_pure(params), tx.init(params), nnx.as_pure(params))
+    leaves = zip(paths.leaf_paths(u), jax.tree.leaves(u), strict=True)
+    frozen = {k for k, x in leaves if not np.any(x)}
+    assert frozen == {"l1/kernel", "l2/kernel"}
