@@ -23,6 +23,7 @@ from gradtx.wrappers import (
     conditionally_transform,
     ema_params,
     lookahead,
+    skip_large_updates,
     skip_not_finite,
     slow_params,
     zero_nans,
@@ -185,6 +186,14 @@ def test_multisteps_skip_not_finite_drops_the_micro_step():
     )
     assert_tree_equal(u, ref_u)
     assert bool(ms.has_updated(s3)) and not bool(ms.has_updated(s2))
+
+
+def test_skip_large_updates_predicate():
+    g = {"a": jnp.array([3.0, 4.0])}  # squared norm 25
+    assert not bool(skip_large_updates(g, 0, None, max_squared_norm=25.5)[0])
+    skip, info = skip_large_updates(g, 0, None, max_squared_norm=25.0)
+    assert bool(skip) and float(info["norm_squared"]) == 25.0
+    assert bool(skip_large_updates({"a": jnp.array([jnp.nan])}, 0, None, 1.0)[0])
 
 
 # --- non-finite safety ---------------------------------------------------------------------------
