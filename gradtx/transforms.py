@@ -500,14 +500,15 @@ def scale_by_radam(
             dt = _tree.compute_dtype(v)
             t = (count + 1).astype(dt)
             b2t = _tree.power(b2, count + 1, v)
-            rho = rho_inf - 2 * t * b2t / (1 - b2t)
+            one_minus_b2t = _tree.one_minus_power(b2, count + 1, v)
+            rho = rho_inf - 2 * t * b2t / one_minus_b2t
             r = jnp.sqrt(
                 jnp.maximum((rho - 4) * (rho - 2) * rho_inf, 0)
                 / ((rho_inf - 4) * (rho_inf - 2) * rho)
             )
             m_hat = _first_moment_hat(g, m_new, c1, count, nesterov)
             if eps_before_bias_correction:
-                adaptive = jnp.sqrt(1 - b2t) / (jnp.sqrt(v_new) + e)
+                adaptive = jnp.sqrt(one_minus_b2t) / (jnp.sqrt(v_new) + e)
             else:
                 adaptive = 1 / (jnp.sqrt(_debias(v_new, b2, count) + er) + e)
             u = jnp.where(rho >= threshold, r.astype(m_hat.dtype) * m_hat * adaptive, m_hat)
