@@ -19,7 +19,6 @@ from gradtx import _tree
 from gradtx._tree import check_ranges, debias, resolve
 from gradtx.base import (
     Block,
-    EmptyState,
     GradientTransformation,
     ScalarOrSchedule,
     identity,
@@ -734,7 +733,6 @@ def add_noise(
 __all__ = [
     "AddNoiseState",
     "EmaState",
-    "EmptyState",
     "ScaleByAdaDeltaState",
     "ScaleByAdamState",
     "ScaleByAmsgradState",
