@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx._tree import check_ranges
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Schedule, chain
@@ -303,7 +304,7 @@ def _step_lr(lr: float, /, step_size: int, gamma: float = 0.1) -> _Schedules:
 
 def _multistep_lr(lr: float, /, milestones: Sequence[int], gamma: float = 0.1) -> _Schedules:
     """``lr * gamma ** #{milestones <= t}`` (a repeated milestone counts twice, as in torch)."""
-    ms = jnp.asarray(sorted(milestones), jnp.int32)
+    ms = np.asarray(sorted(milestones), np.int32)
     return _Schedules(lambda c: lr * _pow(gamma, jnp.sum(jnp.asarray(c) >= ms)))
 
 

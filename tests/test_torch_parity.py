@@ -77,34 +77,34 @@ def run_torch(
 ) -> dict[str, np.ndarray]:
     """torch's trajectory (params after each step), the lr and momentum/beta1 each step used, and
     (for ReduceLROnPlateau) the scheduler's bookkeeping after each step."""
-    nz = noise(steps, seed)
     out: dict[str, list] = {"params": [], "lr": [], "momentum": [], "plateau": []}
     with torch_float64():
+        nz = [torch.tensor(v) for v in noise(steps, seed).values()]
         ps = [torch.tensor(P0[k], requires_grad=True) for k in KEYS]
         opt = getattr(torch.optim, name)(ps, **kwargs)
         sched = None if scheduler is None else torch_scheduler(opt, *scheduler)
+        plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
         w, c = [torch.tensor(W[k]) for k in KEYS], [torch.tensor(C[k]) for k in KEYS]
         for t in range(steps):
             if lr_fn is not None:
                 opt.param_groups[0]["lr"] = float(lr_fn(t))
             out["lr"].append(float(opt.param_groups[0]["lr"]))
             out["momentum"].append(float(_cycled(opt.param_groups[0])))
-            loss = 0.0
             with torch.no_grad():
-                for i, p in enumerate(ps):
-                    n = torch.tensor(nz[KEYS[i]][t])
-                    p.grad = w[i] * (p - c[i]) - 0.3 * torch.sin(3 * p) + n
-                    terms = 0.5 * w[i] * (p - c[i]) ** 2 + 0.1 * torch.cos(3 * p) + n * p
-                    loss += float(terms.sum())
+                for p, wi, ci, n in zip(ps, w, c, nz, strict=True):
+                    p.grad = wi * (p - ci) - 0.3 * torch.sin(3 * p) + n[t]
+                if plateau:
+                    loss = sum(
+                        float((0.5 * wi * (p - ci) ** 2 + 0.1 * torch.cos(3 * p) + n[t] * p).sum())
+                        for p, wi, ci, n in zip(ps, w, c, nz, strict=True)
+                    )
             opt.step()
-            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if plateau:
                 sched.step(loss)
-                out["plateau"].append(
-                    [sched.best, sched.num_bad_epochs, sched.cooldown_counter]
-                )
+                out["plateau"].append([sched.best, sched.num_bad_epochs, sched.cooldown_counter])
             elif sched is not None:
                 sched.step()
-            out["params"].append(np.concatenate([p.detach().numpy().copy() for p in ps]))
+            out["params"].append(torch.cat([p.detach() for p in ps]).numpy().copy())
     return {k: np.asarray(v) for k, v in out.items()}
 
 
