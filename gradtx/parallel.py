@@ -5,9 +5,9 @@ Three layouts for a mesh with a data axis of ``N`` devices, all expressed as sha
 
 - replicated: params and state on every device; the batch is split along ``axis``.
 - ZeRO-1 (``zero1_layout``): params replicated, each optimizer-state leaf split along ``axis`` on
-  its leading dimension, so each device keeps ``1/N`` of the moments.  Gradients are
-  reduce-scattered to the same split, the update is computed on the local slice and the new
-  params are all-gathered.  Leaves whose leading dimension is not a multiple of ``N`` (and
+  its leading dimension, so each device keeps ``1/N`` of the moments.  Gradients are reduced
+  to the same split, the update is computed on the local slice and the new params are
+  all-gathered.  Leaves whose leading dimension is not a multiple of ``N`` (and
   scalars) stay replicated: no padding, so shapes and checkpoints are unchanged.
 - FSDP (``fsdp_layout``): params sharded too; every state leaf follows the sharding of the
   parameter it belongs to (``state_shardings``).
@@ -191,13 +191,25 @@ class Layout(NamedTuple):
     batch: NamedSharding
 
 
+def _layout(
+    tx: GradientTransformation, params: Params, mesh: Mesh, axis: str, where: Tree, updates: Tree
+) -> Layout:
+    """The layout with params at ``where`` and gradients, updates and state at ``updates`` (the
+    state always lives where the update is computed)."""
+    state = state_shardings(tx, params, updates, mesh=mesh)
+    return Layout(where, state, updates, NamedSharding(mesh, P(axis)))
+
+
+def _everywhere(params: Params, mesh: Mesh) -> Tree:
+    return jax.tree.map(lambda _: replicated(mesh), params)
+
+
 def replicated_layout(
     tx: GradientTransformation, params: Params, mesh: Mesh, axis: str = "data"
 ) -> Layout:
     """Plain data parallelism: params, state and updates on every device."""
-    everywhere = jax.tree.map(lambda _: replicated(mesh), params)
-    state = state_shardings(tx, params, everywhere, mesh=mesh)
-    return Layout(everywhere, state, everywhere, NamedSharding(mesh, P(axis)))
+    everywhere = _everywhere(params, mesh)
+    return _layout(tx, params, mesh, axis, everywhere, everywhere)
 
 
 def zero1_layout(
@@ -205,13 +217,12 @@ def zero1_layout(
 ) -> Layout:
     """ZeRO-1: params replicated; state and updates split along ``axis`` (``shard_leading``).
 
-    Each device reduces its slice of the gradient, updates its slice of the moments and params,
-    and the new params are all-gathered by the step's replicated output sharding.
+    Each device gets its slice of the summed gradient (XLA CPU all-reduces and slices; backends
+    with a reduce-scatter use it), updates its slice of the moments and params, and the new
+    params are all-gathered.
     """
-    everywhere = jax.tree.map(lambda _: replicated(mesh), params)
     split = shard_leading(params, mesh, axis)
-    state = state_shardings(tx, params, split, mesh=mesh)
-    return Layout(everywhere, state, split, NamedSharding(mesh, P(axis)))
+    return _layout(tx, params, mesh, axis, _everywhere(params, mesh), split)
 
 
 def fsdp_layout(
@@ -224,8 +235,7 @@ def fsdp_layout(
     """FSDP: params sharded (``param_shardings``, default ``shard_leading`` along ``axis``) and
     every state leaf follows its parameter's sharding."""
     split = shard_leading(params, mesh, axis) if param_shardings is None else param_shardings
-    state = state_shardings(tx, params, split, mesh=mesh)
-    return Layout(split, state, split, NamedSharding(mesh, P(axis)))
+    return _layout(tx, params, mesh, axis, split, split)
 
 
 def constrain(tree: Tree, shardings: Tree) -> Tree:
@@ -253,8 +263,8 @@ def sharded_step(
 
     The loss is the mean over the whole (global) batch; XLA partitions the computation from the
     shardings.  Gradients and params are constrained to ``layout.updates`` before the optimizer
-    runs, which is where ZeRO-1 reduce-scatters the gradients and keeps the update on each
-    device's slice; the new params are then constrained back to ``layout.params``.  Works on Auto
+    runs, which is where ZeRO-1 reduces the gradients to each device's slice and keeps the
+    update there; the new params are then constrained back to ``layout.params``.  Works on Auto
     and Explicit meshes (for FSDP on an Explicit mesh the model itself must be written for
     sharded params).  ``donate`` lets the step reuse the params' and state's buffers: place
     params with a copy (``jax.device_put`` may alias a buffer you still hold).
