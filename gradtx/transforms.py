@@ -29,14 +29,22 @@ from gradtx.base import (
 Tree = Any
 
 
-def leafwise(where: str, fn: Callable[..., tuple], n_out: int, tree: Tree, *rest: Tree) -> tuple:
+def leafwise(
+    where: str,
+    fn: Callable[..., tuple],
+    n_out: int,
+    tree: Tree,
+    *rest: Tree,
+    names: tuple[str, ...] | None = None,
+) -> tuple:
     """Applies ``fn`` to matching leaves of ``tree`` and ``rest`` and returns ``n_out`` trees.
 
-    One call per leaf keeps all of a leaf's arithmetic in one function, which XLA fuses into one
-    loop.  Mismatched trees raise an error naming ``where`` and the first differing path.
+    One call per leaf keeps a leaf's whole arithmetic in one expression, so XLA can fuse it and
+    shares no temporaries across leaves.  Mismatched trees raise an error naming ``where`` and the
+    first differing path.
     """
     for i, r in enumerate(rest):
-        _tree.check_match(where, "updates", tree, f"state[{i}]", r)
+        _tree.check_match(where, "updates", tree, names[i] if names else f"state[{i}]", r)
     leaves, treedef = jax.tree.flatten(tree)
     others = [jax.tree.leaves(r) for r in rest]
     outs = [fn(*args) for args in zip(leaves, *others, strict=True)]
@@ -671,6 +679,8 @@ def add_decayed_weights(
     check_ranges("add_decayed_weights", weight_decay=(weight_decay, "[0, inf)"))
 
     def fn(g, params, count):
+        if not jax.tree.leaves(g):
+            return g
         if params is None:
             raise ValueError("add_decayed_weights: update needs params (pass params=...)")
         wd = resolve(weight_decay, count)
@@ -682,13 +692,14 @@ def add_decayed_weights(
             1,
             g,
             params,
+            names=("params",),
         )[0]
 
     tx = _stateless(fn)
     if mask is not None:
         from gradtx.combinators import masked
 
-        return masked(tx, mask)
+        return masked(tx, mask, name="add_decayed_weights")
     return tx
 
 
