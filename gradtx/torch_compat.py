@@ -133,13 +133,7 @@ def _adamax(x: _Hyper) -> list[GradientTransformation]:
 
 
 def _nadam(x: _Hyper) -> list[GradientTransformation]:
-    if x.momentum is not None:
-        raise NotImplementedError(
-            "from_torch('NAdam'): cycling beta1 (cycle_momentum=True) needs scale_by_nadam to "
-            "accept a schedule for b1; pass cycle_momentum=False"
-        )
-    b1, b2 = x.h["betas"]
-    return [scale_by_nadam(b1, b2, x.h["eps"], x.h["momentum_decay"])]
+    return [scale_by_nadam(_beta1(x), x.h["betas"][1], x.h["eps"], x.h["momentum_decay"])]
 
 
 def _radam(x: _Hyper) -> list[GradientTransformation]:

@@ -127,7 +127,7 @@ def trace(
     momentum buffer (the first step is not damped).  ``accumulator_dtype`` stores ``m`` in that
     dtype (e.g. bfloat16).
     """
-    check_ranges("trace", decay=(decay, "[0, 1]"), dampening=(dampening, "[0, 1]"))
+    check_ranges("trace", decay=(decay, "[0, inf)"), dampening=(dampening, "[0, 1]"))
     acc_dtype = _tree.canonical_dtype(accumulator_dtype)
 
     def init(params):
@@ -534,7 +534,7 @@ class ScaleByNadamState(NamedTuple):
 
 
 def scale_by_nadam(
-    b1: float = 0.9,
+    b1: ScalarOrSchedule = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
     momentum_decay: float = 4e-3,
@@ -554,13 +554,14 @@ def scale_by_nadam(
     def update(updates, state, params=None, count=None, **extra):
         dt = state.mu_product.dtype
         t = (count + 1).astype(dt)
-        mu_t = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
-        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+        c1 = resolve(b1, count)  # torch uses the current beta1 for both mu_t and mu_{t+1}
+        mu_t = c1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+        mu_next = c1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
         prod = state.mu_product * mu_t
         c_g, c_m = (1 - mu_t) / (1 - prod), mu_next / (1 - prod * mu_next)
 
         def leaf(g, m, v):
-            m_new, v_new = _tree.ema(g, m, b1), _tree.ema_sq(g, v, b2)
+            m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, b2)
             d = jnp.sqrt(_debias(v_new, b2, count)) + eps
             k = _tree.compute_dtype(g)
             u = c_g.astype(k) * g / d + c_m.astype(k) * m_new / d

@@ -75,7 +75,7 @@ CONFIGS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
      {"max_lr": 0.05, "total_steps": 300, "anneal_strategy": "linear", "three_phase": True,
       "pct_start": 0.25}),
     ("NAdam", {"lr": 0.05}, "OneCycleLR",
-     {"max_lr": 0.05, "epochs": 10, "steps_per_epoch": 30, "cycle_momentum": False}),
+     {"max_lr": 0.05, "epochs": 10, "steps_per_epoch": 30}),
     ("RAdam", {"lr": 0.05, "weight_decay": 0.1}, "OneCycleLR",
      {"max_lr": 0.05, "total_steps": 300, "base_momentum": 0.8, "max_momentum": 0.9,
       "div_factor": 10.0, "final_div_factor": 100.0}),
@@ -177,9 +177,6 @@ def test_one_cycle_holds_its_last_value_past_total_steps():
                                                                  "total_steps": 10})), ValueError),
         (lambda: from_torch("SGD", lr=lambda c: 0.1, scheduler=("StepLR", {"step_size": 2})),
          ValueError),
-        (lambda: from_torch("NAdam", scheduler=("OneCycleLR", {"max_lr": 0.1,
-                                                               "total_steps": 10})),
-         NotImplementedError),
     ],
 )  # fmt: skip
 def test_invalid_schedulers_raise(call, error):
