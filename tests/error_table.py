@@ -49,9 +49,12 @@ def leaves64(tree: Any) -> list[np.ndarray]:
     return [np.asarray(x, np.float64) for x in jax.tree.leaves(tree)]
 
 
-def run_tx(tx: Any, params: Any, grads: Sequence[Any], **extra: Any) -> tuple[list, Any, Any]:
-    """Eager trajectory: ``(updates per step as leaf lists, final params, final state)``."""
-    state = tx.init(params)
+def run_tx(
+    tx: Any, params: Any, grads: Sequence[Any], start_state: Any = None, **extra: Any
+) -> tuple[list, Any, Any]:
+    """Eager trajectory: ``(updates per step as leaf lists, final params, final state)``, from
+    ``start_state`` (default ``tx.init(params)``); ``extra`` goes to every ``update``."""
+    state = tx.init(params) if start_state is None else start_state
     history = []
     for g in grads:
         u, state = tx.update(g, state, params, **extra)
