@@ -1,0 +1,212 @@
+"""Hyperparameters as data: read and change them between steps without recompiling.
+
+An optimizer built as ``adam(learning_rate=0.1)`` closes over ``0.1``: it is baked into the
+compiled step.  ``inject_hyperparams(adam)(learning_rate=0.1)`` instead keeps every numeric
+hyperparameter in the optimizer state, as an array, so that
+
+- ``gradtx.tree_get(state, "learning_rate")`` logs the value used by the latest step,
+- ``state = gradtx.tree_set(state, learning_rate=0.01)`` changes it for the next step without
+  retracing the jitted step, and
+- ``jax.vmap`` over states holding different values trains one model per value in one compiled
+  step (a learning-rate sweep).
+
+Schedules are evaluated at the wrapped optimizer's own step counter (there is no second counter),
+so wrapping never changes the trajectory.  optax: ``optax.inject_hyperparams`` (same call shape).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx.base import (
+    _BLOCKS,
+    Block,
+    ChainState,
+    GradientTransformation,
+    chain,
+    increment,
+    zero_count,
+)
+
+
+class InjectHyperparamsState(NamedTuple):
+    """State of ``inject_hyperparams(factory)(...)``.
+
+    ``hyperparams``: ``{name: array}``, the numeric hyperparameters (a schedule's entry holds its
+    value at the latest step).  ``inner_state``: the wrapped optimizer's state, a
+    ``ChainState(count, inner)`` whose ``count`` is the one step counter.  Inside a gradtx
+    ``chain`` the counter is the chain's and ``inner_state`` is the tuple of block states.
+    """
+
+    hyperparams: dict[str, jax.Array]
+    inner_state: Any
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float | np.number | np.ndarray | jax.Array):
+        return jnp.issubdtype(jnp.result_type(value), jnp.number)
+    return False
+
+
+def _integer_parameter(param: inspect.Parameter) -> bool:
+    """Integer-typed arguments (sizes, periods, seeds) shape the computation: keep them static."""
+    default_is_int = isinstance(param.default, int) and not isinstance(param.default, bool)
+    annotation = param.annotation
+    if not isinstance(annotation, str):
+        annotation = getattr(annotation, "__name__", str(annotation))
+    return default_is_int or annotation in ("int", "int | None", "Optional[int]")
+
+
+def _is_static_name(name: str) -> bool:
+    # masks and label functions are callables of the params, not schedules; dtypes are callable
+    return any(word in name for word in ("mask", "label", "dtype"))
+
+
+def _storage_dtype(hyperparam_dtype: Any) -> jnp.dtype:
+    """float32, or float64 under x64 (the default float), unless the user asks for another."""
+    if hyperparam_dtype is not None:
+        return jnp.dtype(hyperparam_dtype)
+    return jnp.dtype(jnp.result_type(float))
+
+
+def _as_stored(value: Any, dtype: jnp.dtype) -> jax.Array:
+    """A numeric hyperparameter as a strongly typed array: floats in ``dtype``, others as given.
+
+    Strong typing matters: a weakly typed value would change the jit cache key after the first
+    step (or after ``tree_set``) and force a retrace.
+    """
+    x = jnp.asarray(value)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x.astype(dtype)
+    return jnp.asarray(x, x.dtype)
+
+
+def inject_hyperparams(
+    inner_factory: Callable[..., GradientTransformation],
+    static_args: str | Iterable[str] = (),
+    hyperparam_dtype: Any = None,
+) -> Callable[..., GradientTransformation]:
+    """Wraps an optimizer factory so its numeric hyperparameters live in the state.
+
+    ``inject_hyperparams(gradtx.adam)(learning_rate=0.1)`` takes the factory's arguments (by
+    position or name).  Each argument is sorted once, when the optimizer is built:
+
+    - a number or float array: a hyperparameter, stored in ``state.hyperparams[name]`` as a
+      ``hyperparam_dtype`` array (default: float32, float64 under x64) and read back on every
+      update, so ``tree_set(state, name=value)`` takes effect at the next step;
+    - a callable: a schedule ``step -> value`` evaluated at the optimizer's step counter (the
+      ``count`` of its ``ChainState``, the same one the unwrapped optimizer would use), its
+      value recorded in ``state.hyperparams[name]``; setting that entry has no effect;
+    - static (passed to the factory unchanged): booleans, ``None``, strings, dtypes, any other
+      object, integer-typed arguments (default or annotation ``int``), arguments whose name
+      contains ``mask``, ``label`` or ``dtype``, and the names listed in ``static_args``.
+
+    The wrapped optimizer computes exactly what ``inner_factory(**same_args)`` computes (float64
+    bit-for-bit).  Floating-point params keep their dtype in state and updates.  The factory is
+    called at construction (so its argument checks run on the initial values) and on every
+    update with the current values (traced values skip range checks).  A foreign (e.g. optax)
+    factory works too: its state is wrapped in a ``ChainState`` for the counter.
+
+    optax: ``optax.inject_hyperparams`` (whose state also keeps a second counter; here the inner
+    optimizer's is the only one).  torch: editing ``optimizer.param_groups[0]["lr"]``.
+    """
+    static = {static_args} if isinstance(static_args, str) else set(static_args)
+    signature = inspect.signature(inner_factory)
+    unknown = static - set(signature.parameters)
+    if unknown:
+        raise ValueError(
+            f"inject_hyperparams: static_args {sorted(unknown)} are not parameters of "
+            f"{getattr(inner_factory, '__name__', inner_factory)}; it takes "
+            f"{list(signature.parameters)}"
+        )
+    dtype = _storage_dtype(hyperparam_dtype)
+
+    @functools.wraps(inner_factory)
+    def build(*args: Any, **kwargs: Any) -> GradientTransformation:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        fixed, numbers, schedules = {}, {}, {}
+        for name, value in bound.arguments.items():
+            param = signature.parameters[name]
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ValueError(
+                    f"inject_hyperparams: {inner_factory.__name__} takes *{name}; wrap a factory "
+                    "with named parameters"
+                )
+            if name in static or _is_static_name(name) or _integer_parameter(param):
+                fixed[name] = value
+            elif _is_number(value):
+                numbers[name] = value
+            elif callable(value) and not isinstance(value, type):
+                schedules[name] = value
+            else:
+                fixed[name] = value
+        inner_factory(**bound.arguments)  # the factory's own checks, on the initial values
+        order = [n for n in bound.arguments if n in numbers or n in schedules]
+
+        def current(hyperparams: dict[str, Any], count: jax.Array) -> dict[str, jax.Array]:
+            values = {
+                n: schedules[n](count) if n in schedules else hyperparams[n] for n in order
+            }
+            return {n: _as_stored(v, dtype) for n, v in values.items()}
+
+        def inner(values: dict[str, jax.Array]) -> GradientTransformation:
+            return chain(inner_factory(**fixed, **values))
+
+        def block_init(params):
+            values = current({n: numbers.get(n) for n in order}, zero_count())
+            return InjectHyperparamsState(values, inner(values).init(params).inner)
+
+        def block_update(updates, state, params=None, count=None, **extra):
+            ours = isinstance(state, InjectHyperparamsState)
+            if not ours or set(state.hyperparams) != set(order):
+                got = type(state).__name__
+                if isinstance(state, InjectHyperparamsState):
+                    got += f" with hyperparams {sorted(state.hyperparams)}"
+                raise ValueError(
+                    f"inject_hyperparams: expected InjectHyperparamsState with hyperparams "
+                    f"{sorted(order)}, got {got}; was this state made by this optimizer's init?"
+                )
+            values = current(state.hyperparams, count)
+            updates, inner_state = inner(values).update(
+                updates, ChainState(count, state.inner_state), params, **extra
+            )
+            return updates, InjectHyperparamsState(values, inner_state.inner)
+
+        def init(params):
+            hyper, blocks = block_init(params)
+            return InjectHyperparamsState(hyper, ChainState(zero_count(), blocks))
+
+        def update(updates, state, params=None, **extra):
+            if not isinstance(state, InjectHyperparamsState) or not isinstance(
+                state.inner_state, ChainState
+            ):
+                raise ValueError(
+                    "inject_hyperparams: expected InjectHyperparamsState(hyperparams, "
+                    f"inner_state=ChainState(...)), got {type(state).__name__}; was this state "
+                    "made by this optimizer's init?"
+                )
+            count = state.inner_state.count
+            flat = InjectHyperparamsState(state.hyperparams, state.inner_state.inner)
+            updates, new = block_update(updates, flat, params, count, **extra)
+            return updates, InjectHyperparamsState(
+                new.hyperparams, ChainState(increment(count), new.inner_state)
+            )
+
+        # inside a gradtx chain this runs as one block on the chain's counter
+        setattr(update, _BLOCKS, (Block(block_init, block_update),))
+        return GradientTransformation(init, update)
+
+    return build
+
+
+__all__ = ["InjectHyperparamsState", "inject_hyperparams"]
