@@ -29,9 +29,11 @@ DPI = 100
 
 
 def catalogue(n: int) -> dict[str, Callable[[jax.Array], jax.Array]]:
-    """One example of each schedule, with its phase points placed relative to ``n`` steps."""
+    """One example of each schedule, with its phase points placed relative to ``n`` steps, and
+    the momentum cycles (named ``"momentum <panel>"``)."""
     q = n // 4
-    return {
+    cycles = {f"momentum {k}": f for k, f in momenta(n).items()}
+    return cycles | {
         "constant_schedule(1.0)": S.constant_schedule(1.0),
         "piecewise_constant (multi-step)": S.piecewise_constant_schedule(
             1.0, {q: 0.3, 2 * q: 0.3, 3 * q: 0.3}
@@ -107,7 +109,7 @@ def plot(lrs: dict[str, np.ndarray], moms: dict[str, np.ndarray], path: Path) ->
     for ax in list(axes.flat)[len(lrs) :]:
         ax.axis("off")
     fig.suptitle("gradtx schedules: value vs step (orange dashed: momentum)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.04, right=0.96, bottom=0.04, top=0.93, wspace=0.3, hspace=0.45)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     n = 200 if args.quick else 1000
     lrs = evaluate(catalogue(n), n)
-    moms = evaluate(momenta(n), n)
+    moms = {name: lrs.pop(f"momentum {name}") for name in momenta(n)}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "schedules.png"
     plot(lrs, moms, path)

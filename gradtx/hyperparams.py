@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -57,13 +58,23 @@ def _is_number(value: Any) -> bool:
     return False
 
 
-def _integer_parameter(param: inspect.Parameter) -> bool:
-    """Integer-typed arguments (sizes, periods, seeds) shape the computation: keep them static."""
-    default_is_int = isinstance(param.default, int) and not isinstance(param.default, bool)
-    annotation = param.annotation
-    if not isinstance(annotation, str):
-        annotation = getattr(annotation, "__name__", str(annotation))
-    return default_is_int or annotation in ("int", "int | None", "Optional[int]")
+def _annotation(param: inspect.Parameter) -> str:
+    a = param.annotation
+    return a if isinstance(a, str) else str(getattr(a, "__name__", a))
+
+
+def _static_integer(param: inspect.Parameter, value: Any) -> bool:
+    """Integers that shape the computation (sizes, periods, seeds, keys) stay static: an
+    int-annotated parameter, or an integer given where the factory does not expect a float."""
+    annotation = _annotation(param)
+    if annotation in ("int", "int | None", "Optional[int]"):
+        return True
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        return False
+    expects_float = isinstance(param.default, float) or any(
+        word in annotation for word in ("float", "Schedule")
+    )
+    return not expects_float
 
 
 def _is_static_name(name: str) -> bool:
@@ -107,7 +118,8 @@ def inject_hyperparams(
       ``count`` of its ``ChainState``, the same one the unwrapped optimizer would use), its
       value recorded in ``state.hyperparams[name]``; setting that entry has no effect;
     - static (passed to the factory unchanged): booleans, ``None``, strings, dtypes, any other
-      object, integer-typed arguments (default or annotation ``int``), arguments whose name
+      object, integers for int-typed arguments (an ``int`` annotation, or an integer where
+      neither a float default nor a float/schedule annotation is declared), arguments whose name
       contains ``mask``, ``label`` or ``dtype``, and the names listed in ``static_args``.
 
     The wrapped optimizer computes exactly what ``inner_factory(**same_args)`` computes (float64
@@ -134,7 +146,7 @@ def inject_hyperparams(
     def build(*args: Any, **kwargs: Any) -> GradientTransformation:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        fixed, numbers, schedules = {}, {}, {}
+        fixed, numeric, schedules = {}, {}, {}
         for name, value in bound.arguments.items():
             param = signature.parameters[name]
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -142,16 +154,17 @@ def inject_hyperparams(
                     f"inject_hyperparams: {inner_factory.__name__} takes *{name}; wrap a factory "
                     "with named parameters"
                 )
-            if name in static or _is_static_name(name) or _integer_parameter(param):
+            if name in static or _is_static_name(name) or _static_integer(param, value):
                 fixed[name] = value
             elif _is_number(value):
-                numbers[name] = value
+                # a whole number given for a float hyperparameter must not be stored as int
+                numeric[name] = float(value) if isinstance(value, numbers.Integral) else value
             elif callable(value) and not isinstance(value, type):
                 schedules[name] = value
             else:
                 fixed[name] = value
         inner_factory(**bound.arguments)  # the factory's own checks, on the initial values
-        order = [n for n in bound.arguments if n in numbers or n in schedules]
+        order = [n for n in bound.arguments if n in numeric or n in schedules]
 
         def current(hyperparams: dict[str, Any], count: jax.Array) -> dict[str, jax.Array]:
             values = {
@@ -163,7 +176,7 @@ def inject_hyperparams(
             return chain(inner_factory(**fixed, **values))
 
         def block_init(params):
-            values = current({n: numbers.get(n) for n in order}, zero_count())
+            values = current({n: numeric.get(n) for n in order}, zero_count())
             return InjectHyperparamsState(values, inner(values).init(params).inner)
 
         def block_update(updates, state, params=None, count=None, **extra):

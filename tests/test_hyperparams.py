@@ -88,10 +88,8 @@ CASES = {
             learning_rate=piecewise_constant_schedule(0.01, {3: 0.5}), centered=True, momentum=0.5
         ),
     ),
-    "radam": (gradtx.radam, dict(learning_rate=0.05)),
     "nadam": (gradtx.nadam, dict(learning_rate=LR_SCHEDULE)),
     "lion": (gradtx.lion, dict(learning_rate=0.01, weight_decay=0.01)),
-    "adagrad": (gradtx.adagrad, dict(learning_rate=0.1)),
     "yogi": (gradtx.yogi, dict(learning_rate=LR_SCHEDULE)),
 }
 
@@ -252,6 +250,10 @@ def test_static_arguments_pass_through():
     # an integer-typed argument stays a Python int; static_args forces a name static
     tx = inject_hyperparams(gradtx.noisy_sgd, static_args="eta")(0.1, eta=0.5, seed=3)
     assert set(tx.init(PARAMS).hyperparams) == {"learning_rate", "gamma"}
+    # an integer where a float is expected is a hyperparameter; an integer key is not
+    state = inject_hyperparams(gradtx.noisy_sgd)(1, key=0).init(PARAMS)
+    assert set(state.hyperparams) == {"learning_rate", "eta", "gamma"}
+    assert state.hyperparams["learning_rate"].dtype == jnp.float64
 
 
 def test_nested_in_a_chain_shares_the_one_counter():
