@@ -205,17 +205,17 @@ def exponential_decay(
     steps = _check_int(where, "transition_steps", transition_steps, 1)
     begin = _check_int(where, "transition_begin", transition_begin, 0)
     check_ranges(where, decay_rate=(decay_rate, "(0, inf)"))
-    bound = None
-    if end_value is not None:
-        bound = jnp.maximum if decay_rate < 1 else jnp.minimum
-
     def schedule(step):
         elapsed = _float_step(step) - begin
         p = elapsed / steps
         if staircase:
             p = jnp.floor(p)
         value = jnp.where(elapsed <= 0, init_value, init_value * decay_rate**p)
-        return value if bound is None else bound(value, end_value)
+        if end_value is None:
+            return value
+        # a floor when decaying, a ceiling when growing (a jnp.where: decay_rate may be traced)
+        floor, cap = jnp.maximum(value, end_value), jnp.minimum(value, end_value)
+        return jnp.where(decay_rate < 1, floor, cap)
 
     return schedule
 
@@ -304,7 +304,10 @@ def warmup_cosine_decay_schedule(
     where = "warmup_cosine_decay_schedule"
     warmup = _check_int(where, "warmup_steps", warmup_steps, 0)
     total = _check_int(where, "decay_steps", decay_steps, warmup + 1)
-    alpha = 0.0 if peak_value == 0 else end_value / peak_value
+    if isinstance(peak_value, int | float):
+        alpha = 0.0 if peak_value == 0 else end_value / peak_value
+    else:  # an array, possibly traced (a vmap over peaks): no Python branching on it
+        alpha = end_value / jnp.where(peak_value == 0, 1, peak_value)
     decay = cosine_decay_schedule(peak_value, total - warmup, alpha, exponent)
     return join_schedules([linear_schedule(init_value, peak_value, warmup), decay], [warmup])
 

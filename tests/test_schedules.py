@@ -432,6 +432,22 @@ def test_schedules_are_differentiable_in_their_values():
     np.testing.assert_allclose(d, 0.5 * (1 + np.cos(np.pi * 30 / 90)), rtol=1e-12)
 
 
+def test_vmap_over_schedule_parameters():
+    def values(peak, rate, end):
+        warm = S.warmup_cosine_decay_schedule(0.0, peak, 10, 100, end_value=0.01)
+        decay = S.exponential_decay(peak, 10, rate, end_value=end)
+        return warm(jnp.asarray([5, 40, 200])), decay(jnp.asarray([0, 30, 5000]))
+
+    peaks, rates, ends = jnp.asarray([1.0, 2.0]), jnp.asarray([0.5, 1.5]), jnp.asarray([0.05, 10.0])
+    warm, decay = jax.jit(jax.vmap(values))(peaks, rates, ends)
+    for i in range(2):
+        t = np.asarray([5.0, 40.0, 200.0])
+        expected = np_warmup_cos(t, 0.0, float(peaks[i]), 10, 100, 0.01)
+        np.testing.assert_allclose(warm[i], expected, rtol=1e-12)
+    np.testing.assert_allclose(decay[0], [1.0, 0.125, 0.05], rtol=1e-12)  # floor when decaying
+    np.testing.assert_allclose(decay[1], [2.0, 2.0 * 1.5**3, 10.0], rtol=1e-12)  # cap when growing
+
+
 def test_onecycle_momentum_is_low_where_the_rate_peaks():
     steps = jnp.arange(201)
     lr = np.asarray(S.cosine_onecycle_schedule(200, 1.0, 0.3)(steps))
