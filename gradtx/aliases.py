@@ -105,11 +105,13 @@ def adam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = False,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     """Adam (Kingma & Ba 2015): ``u = -lr * m̂ / (sqrt(v̂ + eps_root) + eps)``.
+    ``mu_dtype``/``nu_dtype`` set the moments' storage dtypes.
     optax: ``optax.adam``; torch: ``Adam``."""
     return chain(
-        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -125,12 +127,13 @@ def adamw(
     mask: Mask = None,
     *,
     nesterov: bool = False,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     """AdamW (Loshchilov & Hutter 2019), decoupled decay:
     ``u = -lr * (m̂ / (sqrt(v̂ + eps_root) + eps) + wd * p)``.  optax: ``optax.adamw``; torch:
     ``AdamW`` (whose default weight_decay is 1e-2)."""
     return chain(
-        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )

@@ -334,11 +334,13 @@ def _first_moment_hat(g, m_new, b1, count, nesterov):
     return b1 * debias(m_new, b1, count + 2) + (1 - b1) * _debias(g, b1, count)
 
 
-def _moments_init(mu_dtype: Any, with_max: bool = False) -> Callable[[Tree], NamedTuple]:
-    dt = _tree.canonical_dtype(mu_dtype)
+def _moments_init(
+    mu_dtype: Any, with_max: bool = False, nu_dtype: Any = None
+) -> Callable[[Tree], NamedTuple]:
+    dt, nu_dt = _tree.canonical_dtype(mu_dtype), _tree.canonical_dtype(nu_dtype)
 
     def init(params):
-        mu, nu = _tree.zeros_like(params, dt), _tree.zeros_like(params)
+        mu, nu = _tree.zeros_like(params, dt), _tree.zeros_like(params, nu_dt)
         if with_max:
             return ScaleByAmsgradState(mu, nu, _tree.zeros_like(params))
         return ScaleByAdamState(mu, nu)
@@ -354,11 +356,16 @@ def scale_by_adam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = False,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     """Adam scaling (Kingma & Ba 2015): ``m_t = b1 m + (1 - b1) g``, ``v_t = b2 v + (1 - b2) g^2``,
     ``u = m̂ / (sqrt(v̂ + eps_root) + eps)`` with ``m̂ = m_t / (1 - b1^t)``,
     ``v̂ = v_t / (1 - b2^t)``; ``nesterov`` uses the look-ahead ``m̂`` of NAdam (Dozat 2016).
-    ``mu_dtype`` stores ``m`` in that dtype.  optax: ``optax.scale_by_adam``."""
+    ``mu_dtype`` / ``nu_dtype`` store ``m`` / ``v`` in that dtype (arithmetic stays in at least
+    the gradient's precision).  Both in bfloat16 halve the state of float32 params; note that
+    bfloat16's 8-bit mantissa cannot resolve a per-step decay of ``1 - b2 = 1e-3``, so ``v`` then
+    follows recent gradients more than ``b2`` says.  optax: ``optax.scale_by_adam`` (no nu_dtype).
+    """
     _adam_ranges("scale_by_adam", b1, b2, eps, eps_root)
 
     def update(updates, state, params=None, count=None, **extra):
@@ -374,7 +381,7 @@ def scale_by_adam(
         u, mu, nu = leafwise("scale_by_adam", leaf, 3, updates, state.mu, state.nu)
         return u, ScaleByAdamState(mu, nu)
 
-    return _block(_moments_init(mu_dtype), update)
+    return _block(_moments_init(mu_dtype, nu_dtype=nu_dtype), update)
 
 
 def scale_by_amsgrad(
