@@ -1,4 +1,4 @@
-"""Memory of a step: nothing param-sized beyond params + grads + state, and low-precision moments."""
+"""Memory of a step: nothing param-sized beyond params + grads + state; low-precision moments."""
 
 import jax
 import jax.numpy as jnp
