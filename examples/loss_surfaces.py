@@ -1,7 +1,8 @@
 """Optimizer paths on two 2-D test functions, drawn over their contour lines.
 
-* Rosenbrock's long curved valley: plain SGD zig-zags across the valley walls, momentum
-  overshoots the bend, the adaptive methods step straight down into the valley floor.
+* Rosenbrock's long curved valley: plain SGD, near its stability limit, drops into the valley
+  with a (damped) zig-zag across its floor, then crawls along it; momentum swings across the valley
+  several times before settling; the adaptive methods reach the floor and follow it.
 * The saddle ``f(x, y) = x^2 - y^2`` started just off the ridge ``y = 0``: plain SGD's escape
   speed is proportional to the tiny ``y`` gradient, so it slides into the saddle and stays there;
   momentum accumulates that gradient and RMSProp/Adam rescale it to ~lr per step, so they leave.
@@ -58,7 +59,7 @@ SURFACES: dict[str, Surface] = {
         (-1.0, 3.0),
         np.logspace(-1, 3.5, 14),
         800,
-        {"sgd": 1e-3, "momentum": 3e-4, "adagrad": 0.5, "rmsprop": 0.01, "adam": 0.05},
+        {"sgd": 1.8e-3, "momentum": 3e-4, "adagrad": 0.5, "rmsprop": 0.01, "adam": 0.05},
     ),
     "saddle": Surface(
         "saddle x² - y², start (1, 0.001)",

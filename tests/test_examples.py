@@ -107,6 +107,16 @@ def test_loss_surfaces_full_budget_saddle():
     assert abs(end["adam"][1]) > 1 and abs(end["rmsprop"][1]) > 1
 
 
+def test_loss_surfaces_rosenbrock_sgd_zigzags_across_the_valley_floor():
+    s = loss_surfaces.SURFACES["rosenbrock"]
+    path = loss_surfaces.optimizer_path(s.fn, s.start, _common.build("sgd", 1.8e-3), 200)
+    above_floor = path[:, 1] - path[:, 0] ** 2  # signed distance from the valley floor y = x^2
+    # a damped zig-zag: the side of the floor alternates step after step at first
+    assert np.count_nonzero(np.diff(np.sign(above_floor[:60])) != 0) > 20
+    assert np.abs(above_floor[20:]).max() < 0.2  # ...while staying in the valley
+    assert path[-1, 0] > path[20, 0] + 0.2  # and moving along it towards (1, 1)
+
+
 def test_optimizer_path_matches_a_hand_written_sgd_loop():
     start = np.array([1.0, 1e-3], np.float32)
     got = loss_surfaces.optimizer_path(loss_surfaces.saddle, start, _common.build("sgd", 0.1), 3)
