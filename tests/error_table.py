@@ -9,8 +9,9 @@ gradient sequence on a small tree with leaves of different shapes, including a s
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,21 @@ import numpy as np
 
 SHAPES = {"dense": {"b": (4,), "w": (3, 4)}, "scale": ()}
 STEPS = 50
+
+
+@contextlib.contextmanager
+def fast_compile() -> Iterator[None]:
+    """Compiles with most XLA optimisations off while inside (restored on exit).
+
+    These tests compile many tiny programs (eager ops included); optimising them costs more
+    than running them.  The tolerances (1e-10 and looser) do not depend on fusion decisions.
+    """
+    old = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", old)
 
 
 def tree_of(shapes: Any, fill: Callable[[tuple], np.ndarray], dtype: Any) -> Any:

@@ -8,9 +8,16 @@ import re
 import jax.numpy as jnp
 import optax
 import pytest
-from error_table import make_grads, make_params
+from error_table import fast_compile, make_grads, make_params
 
 from gradtx import aliases as A
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compile():
+    with fast_compile():
+        yield
+
 
 ADAM_LIKE = [
     "adam",

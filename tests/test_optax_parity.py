@@ -14,12 +14,19 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
-from error_table import make_grads, make_params, rel_err, run_tx
+from error_table import fast_compile, make_grads, make_params, rel_err, run_tx
 
 import gradtx
 from gradtx import aliases as A
 from gradtx import clipping as C
 from gradtx import transforms as T
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compile():
+    with fast_compile():
+        yield
+
 
 STEPS = 12
 TOL = {jnp.float64: 1e-10, jnp.float32: 1e-5}
@@ -174,11 +181,10 @@ def test_float64_trajectory_matches_optax(case):
     assert error_vs_optax(case, jnp.float64) <= TOL[jnp.float64]
 
 
-# Every alias with its non-default options, in float32.
-# KNOWN LIBRARY ISSUE (not a test bug): the Adam-family cases fail by a small margin (1.0e-5 to
-# 3e-5).  gradtx forms the bias correction ``1 - b^t`` in float32 from ``b`` rounded to float32,
-# which loses about 1/(1 - b) ulps (2e-5 relative for b2 = 0.999); optax, under x64, happens to
-# form it in float64.  See test_reference.py::test_float32_bias_correction_is_accurate.
+# Every alias with its non-default options, in float32.  These caught gradtx forming the bias
+# correction ``1 - b^t`` from ``b`` rounded to float32 (off by ~1/(1 - b) ulps: 1e-5 to 3e-5 here);
+# fixed in 4f5b5a2 (``-expm1(t log b)``).
+# See test_reference.py::test_float32_bias_correction_is_accurate.
 @pytest.mark.parametrize(
     "case", [c for c in ALIAS_CASES if "-" in c.id] + ALIAS_CASES[-2:], ids=lambda c: c.id
 )

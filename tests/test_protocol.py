@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from error_table import leaves64, make_grads, make_params, rel_err, run_tx
+from error_table import fast_compile, leaves64, make_grads, make_params, rel_err, run_tx
 from flax import serialization
 
 from gradtx import aliases as A
@@ -25,6 +25,13 @@ from gradtx.base import (
     tree_paths,
     tree_set,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compile():
+    with fast_compile():
+        yield
+
 
 # every alias with a representative configuration (noisy_sgd's key makes its state non-trivial)
 ALIASES = {

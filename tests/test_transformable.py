@@ -16,10 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from error_table import make_params
+from error_table import fast_compile, make_params
 
 from gradtx import aliases as A
 from gradtx.base import apply_updates, tree_get
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compile():
+    with fast_compile():
+        yield
+
 
 K = 6
 CURVATURE = {"dense": {"b": 1.0, "w": 2.0}, "scale": 0.5}
