@@ -97,15 +97,16 @@ def optimizer_path(
 
 
 def all_paths(
-    names: Sequence[str], surfaces: Sequence[str], steps_divisor: int = 1
+    names: Sequence[str], surfaces: Sequence[str], steps_divisor: int = 1, steps: int | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
-    """``{surface: {optimizer: path}}`` with each surface's own learning rates."""
+    """``{surface: {optimizer: path}}`` with each surface's own learning rates; ``steps``
+    (``--epochs``) overrides every surface's own step budget."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for key in surfaces:
         s = SURFACES[key]
-        steps = max(1, s.steps // steps_divisor)
+        n_steps = steps or max(1, s.steps // steps_divisor)
         out[key] = {
-            n: optimizer_path(s.fn, s.start, build(n, s.learning_rates[n]), steps) for n in names
+            n: optimizer_path(s.fn, s.start, build(n, s.learning_rates[n]), n_steps) for n in names
         }
     return out
 
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__.splitlines()[0], "out/loss_surfaces", OPTIMIZERS)
     args = parse(p, argv, OPTIMIZERS)
     divisor = QUICK_FRACTION if args.quick else 1
-    paths = all_paths(args.optimizers, list(SURFACES), divisor)
+    paths = all_paths(args.optimizers, list(SURFACES), divisor, args.epochs)
     for key, by_name in paths.items():
         ends = ", ".join(
             f"{LABELS[n]} ({q[-1, 0]:.3g}, {q[-1, 1]:.3g})" for n, q in by_name.items()
