@@ -175,8 +175,13 @@ def check_ranges(where: str, **checks: tuple[Any, str]) -> None:
 
 
 def resolve(value: Any, count: jax.Array) -> Any:
-    """The value of a float-or-schedule hyperparameter at step ``count``."""
-    return value(count) if callable(value) else value
+    """The value of a float-or-schedule hyperparameter at step ``count``.
+
+    A schedule gets the step as the default integer type (int64 under x64), so that ``step / 3``
+    in a user's schedule is float64 there rather than the float32 that int32 / int gives."""
+    if not callable(value):
+        return value
+    return value(jnp.asarray(count).astype(jnp.result_type(int)))
 
 
 def tree_map_none(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradtx._tree import check_ranges
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, identity
 from gradtx.transforms import (
     add_decayed_weights,
@@ -40,6 +41,7 @@ def sgd(
     """Stochastic gradient descent: ``u = -lr * g``; with ``momentum``
     ``m_t = momentum * m_{t-1} + g``, ``u = -lr * m_t`` (Nesterov: ``-lr * (g + momentum * m_t)``).
     optax: ``optax.sgd``; torch: ``SGD(lr, momentum, nesterov=)``."""
+    check_ranges("sgd", momentum=(momentum, "[0, inf)"))
     return chain(
         identity() if momentum is None else trace(momentum, nesterov, accumulator_dtype),
         scale_by_learning_rate(learning_rate),
@@ -72,6 +74,7 @@ def rmsprop(
     """RMSProp (Hinton 2012): ``v_t = decay v + (1 - decay) g^2``,
     ``u = -lr * g / sqrt(v_t + eps)`` (centered: ``v_t - m_t^2``), then optional momentum on ``u``.
     optax: ``optax.rmsprop``; torch: ``from_torch("RMSprop")``."""
+    check_ranges("rmsprop", momentum=(momentum, "[0, inf)"))
     return chain(
         scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered),
         scale_by_learning_rate(learning_rate),

@@ -187,8 +187,14 @@ def as_block(tx: GradientTransformation | Block) -> Block:
 
 def _run(parts, updates, states, params, count, extra):
     new = []
-    for b, s in zip(parts, states, strict=True):
-        updates, s = b.update(updates, s, params, count=count, **extra)
+    for i, (b, s) in enumerate(zip(parts, states, strict=True)):
+        try:
+            updates, s = b.update(updates, s, params, count=count, **extra)
+        except AttributeError as err:  # a field missing from the state: another optimizer's state
+            raise ValueError(
+                f"chain: member {i} could not use its state ({type(s).__name__}): {err}. "
+                f"Was this state made by this optimizer's init?"
+            ) from err
         new.append(s)
     return updates, tuple(new)
 
@@ -212,8 +218,17 @@ def _counted(parts: tuple[Block, ...], init_inner, run_inner, where: str) -> Gra
         updates, inner = run_inner(updates, state.inner, params, state.count, extra)
         return updates, ChainState(increment(state.count), inner)
 
-    setattr(update, _BLOCKS, parts)
-    return GradientTransformation(init, update)
+    return with_blocks(GradientTransformation(init, update), parts)
+
+
+def with_blocks(tx: GradientTransformation, blocks: tuple[Block, ...]) -> GradientTransformation:
+    """Declares how ``tx`` runs inside a gradtx chain: as ``blocks``, on the chain's counter.
+
+    Every chain does this for itself.  A transformation whose own state is not a ``ChainState``
+    (e.g. ``inject_hyperparams``) uses it so that nesting it in a chain adds no second counter.
+    """
+    setattr(tx.update, _BLOCKS, tuple(blocks))
+    return tx
 
 
 def chain(*txs: GradientTransformation | Block) -> GradientTransformation:
@@ -409,5 +424,6 @@ __all__ = [
     "tree_get",
     "tree_paths",
     "tree_set",
+    "with_blocks",
     "with_extra_args",
 ]

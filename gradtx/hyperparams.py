@@ -26,13 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx._tree import resolve
 from gradtx.base import (
-    _BLOCKS,
     Block,
     ChainState,
     GradientTransformation,
     chain,
     increment,
+    with_blocks,
     zero_count,
 )
 
@@ -168,7 +169,7 @@ def inject_hyperparams(
 
         def current(hyperparams: dict[str, Any], count: jax.Array) -> dict[str, jax.Array]:
             values = {
-                n: schedules[n](count) if n in schedules else hyperparams[n] for n in order
+                n: resolve(schedules[n], count) if n in schedules else hyperparams[n] for n in order
             }
             return {n: _as_stored(v, dtype) for n, v in values.items()}
 
@@ -216,8 +217,7 @@ def inject_hyperparams(
             )
 
         # inside a gradtx chain this runs as one block on the chain's counter
-        setattr(update, _BLOCKS, (Block(block_init, block_update),))
-        return GradientTransformation(init, update)
+        return with_blocks(GradientTransformation(init, update), (Block(block_init, block_update),))
 
     return build
 

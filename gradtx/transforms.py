@@ -81,7 +81,7 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTrans
     optax: ``optax.scale_by_schedule``."""
 
     def fn(g, p, count):
-        s = step_size_fn(count)
+        s = resolve(step_size_fn, count)
         return jax.tree.map(lambda x: jnp.asarray(s, jnp.result_type(x)) * x, g)
 
     return _stateless(fn)

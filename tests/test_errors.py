@@ -61,8 +61,7 @@ RANGE_CASES = [
     ("adadelta", {"learning_rate": 0.1, "eps": -1.0}, "eps", "[0, inf)"),
     ("noisy_sgd", {"learning_rate": 0.1, "eta": -1.0}, "eta", "[0, inf)"),
     ("noisy_sgd", {"learning_rate": 0.1, "gamma": -1.0}, "gamma", "[0, inf)"),
-    # KNOWN LIBRARY ISSUE (fails today): sgd/rmsprop pass ``momentum`` on to ``trace(decay=...)``
-    # and the message says "trace: decay=-0.1 ...", naming an argument the caller never wrote.
+    # sgd/rmsprop check momentum themselves, so the message names the caller's argument
     ("sgd", {"learning_rate": 0.1, "momentum": -0.1}, "momentum", "[0, inf)"),
     ("rmsprop", {"learning_rate": 0.1, "momentum": -0.1}, "momentum", "[0, inf)"),
 ]
@@ -165,12 +164,7 @@ def test_optax_state_is_rejected():
 
 def test_state_of_another_optimizer_with_same_member_count():
     """sgd(momentum) and adam both have two member states; adam's must still be refused with a
-    ValueError naming the transformation.
-
-    KNOWN LIBRARY ISSUE (fails today): raises ``AttributeError: 'ScaleByAdamState' object has no
-    attribute 'trace'`` from inside the trace block.  Blocks (or ``chain``) should check the
-    member state's type and raise ``ValueError("trace: expected TraceState, got
-    ScaleByAdamState ...")``.
+    ValueError that names the state it got and the missing field.
     """
     params = make_params()
     state = A.adam(0.1).init(params)

@@ -221,13 +221,8 @@ def test_flax_serialization_round_trip_resumes_bit_identically(name):
 
 
 def test_schedule_is_evaluated_in_float64():
-    """``lambda c: 0.1 / (1 + c / 3)`` must be evaluated in float64 under x64.
-
-    KNOWN LIBRARY ISSUE (fails today, error ~1e-7): the schedule receives the int32 step
-    counter, and in JAX ``int32 / 3`` is float32 (``int32 / 3.0`` would be float64), so the
-    learning rate is rounded to float32 before being cast to the float64 leaf.  Fix in gradtx:
-    hand schedules ``count.astype(jnp.result_type(int))`` (int64 under x64) instead of int32.
-    """
+    """``lambda c: 0.1 / (1 + c / 3)`` must be evaluated in float64 under x64: in JAX
+    ``int32 / 3`` is float32, so schedules are handed the step as the default integer type."""
     sched = lambda c: 0.1 / (1 + c / 3)
     params, grads = make_params(), make_grads(20)
     got, _, _ = run_tx(A.sgd(sched), params, grads)
