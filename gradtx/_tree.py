@@ -71,6 +71,21 @@ def debias(moment: jax.Array, decay: Any, count: jax.Array) -> jax.Array:
     return (moment / one_minus_power(decay, count, moment)).astype(moment.dtype)
 
 
+class Debias:
+    """``x / (1 - decay^(count + 1 + ahead))`` with the correction computed once per dtype and
+    ``ahead`` for a whole tree, instead of once per leaf (fewer ops to trace and compile)."""
+
+    def __init__(self, decay: Any, count: jax.Array):
+        self.decay, self.count = decay, count
+        self._cache: dict[tuple[Any, int], jax.Array] = {}
+
+    def __call__(self, x: jax.Array, ahead: int = 0) -> jax.Array:
+        key = (compute_dtype(x), ahead)
+        if key not in self._cache:
+            self._cache[key] = one_minus_power(self.decay, self.count + 1 + ahead, x)
+        return (x / self._cache[key]).astype(x.dtype)
+
+
 def ema(g: jax.Array, m: jax.Array, decay: Any) -> jax.Array:
     """``decay * m + (1 - decay) * g``."""
     return (1 - decay) * g + decay * m

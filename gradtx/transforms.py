@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
-from gradtx._tree import check_ranges, debias, resolve
+from gradtx._tree import Debias, check_ranges, resolve
 from gradtx.base import (
     Block,
     GradientTransformation,
@@ -166,10 +166,11 @@ def ema(
 
     def update(updates, state, params=None, count=None, **extra):
         d = resolve(decay, count)
+        db = Debias(d, count)
 
         def leaf(g, m):
             m_new = _tree.ema(g, m, d).astype(jnp.promote_types(g.dtype, m.dtype))
-            u = _debias(m_new, d, count) if debias else m_new
+            u = db(m_new) if debias else m_new
             return u.astype(g.dtype), m_new.astype(m.dtype)
 
         u, m = leafwise("ema", leaf, 2, updates, state.ema)
@@ -182,13 +183,7 @@ def bias_correction(decay: ScalarOrSchedule) -> GradientTransformation:
     """``u = g / (1 - decay^t)``: the debiasing of a zero-initialised moving average, as its own
     block (e.g. after ``ema(decay, debias=False)``)."""
     check_ranges("bias_correction", decay=(decay, "[0, 1)"))
-    return _stateless(
-        lambda g, p, count: jax.tree.map(lambda x: _debias(x, resolve(decay, count), count), g)
-    )
-
-
-def _debias(m: jax.Array, decay: Any, count: jax.Array) -> jax.Array:
-    return debias(m, decay, count + 1)
+    return _stateless(lambda g, p, count: jax.tree.map(Debias(resolve(decay, count), count), g))
 
 
 def _is_zero(x: Any) -> bool:
@@ -232,13 +227,14 @@ def scale_by_rms(
 
     def update(updates, state, params=None, count=None, **extra):
         d, e = resolve(decay, count), resolve(eps, count)
+        db = Debias(d, count)
 
         def leaf(g, v, m=None):
             v_new = _tree.ema_sq(g, v, d)
-            v_hat = _debias(v_new, d, count) if bias_correction else v_new
+            v_hat = db(v_new) if bias_correction else v_new
             if centered:
                 m_new = _tree.ema(g, m, d)
-                m_hat = _debias(m_new, d, count) if bias_correction else m_new
+                m_hat = db(m_new) if bias_correction else m_new
                 v_hat = v_hat - _tree.abs_sq(m_hat)
             else:
                 m_new = None
@@ -326,12 +322,12 @@ def _adam_ranges(where: str, b1: Any, b2: Any, eps: Any, eps_root: Any = 0.0) ->
     )
 
 
-def _first_moment_hat(g, m_new, b1, count, nesterov):
+def _first_moment_hat(g, m_new, b1, db1: Debias, nesterov):
     """Bias-corrected first moment; Nesterov looks one step ahead (Dozat's NAdam):
     ``b1 * m_t / (1 - b1^{t+1}) + (1 - b1) * g / (1 - b1^t)``."""
     if not nesterov:
-        return _debias(m_new, b1, count)
-    return b1 * debias(m_new, b1, count + 2) + (1 - b1) * _debias(g, b1, count)
+        return db1(m_new)
+    return b1 * db1(m_new, ahead=1) + (1 - b1) * db1(g)
 
 
 def _moments_init(
@@ -371,11 +367,12 @@ def scale_by_adam(
     def update(updates, state, params=None, count=None, **extra):
         c1, c2 = resolve(b1, count), resolve(b2, count)
         e, er = resolve(eps, count), resolve(eps_root, count)
+        db1, db2 = Debias(c1, count), Debias(c2, count)
 
         def leaf(g, m, v):
             m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, c2)
-            m_hat = _first_moment_hat(g, m_new, c1, count, nesterov)
-            u = m_hat / (jnp.sqrt(_debias(v_new, c2, count) + er) + e)
+            m_hat = _first_moment_hat(g, m_new, c1, db1, nesterov)
+            u = m_hat / (jnp.sqrt(db2(v_new) + er) + e)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         u, mu, nu = leafwise("scale_by_adam", leaf, 3, updates, state.mu, state.nu)
@@ -406,12 +403,14 @@ def scale_by_amsgrad(
         c1, c2 = resolve(b1, count), resolve(b2, count)
         e, er = resolve(eps, count), resolve(eps_root, count)
 
+        db1, db2 = Debias(c1, count), Debias(c2, count)
+
         def nu_hat(v):
-            return _debias(v, c2, count) if bias_correction_nu else v
+            return db2(v) if bias_correction_nu else v
 
         def leaf(g, m, v, vmax):
             m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, c2)
-            m_hat = _debias(m_new, c1, count) if bias_correction_mu else m_new
+            m_hat = db1(m_new) if bias_correction_mu else m_new
             if raw_max:
                 vmax_new = jnp.maximum(vmax, v_new)
                 denom = nu_hat(vmax_new)
@@ -443,11 +442,12 @@ def scale_by_adamax(
 
     def update(updates, state, params=None, count=None, **extra):
         c1, c2, e = resolve(b1, count), resolve(b2, count), resolve(eps, count)
+        db1 = Debias(c1, count)
 
         def leaf(g, m, n):
             m_new = _tree.ema(g, m, c1)
             n_new = jnp.maximum(c2 * n, jnp.abs(g) + e)
-            u = _debias(m_new, c1, count) / n_new
+            u = db1(m_new) / n_new
             return u.astype(g.dtype), m_new.astype(m.dtype), n_new.astype(n.dtype)
 
         u, mu, nu = leafwise("scale_by_adamax", leaf, 3, updates, state.mu, state.nu)
@@ -508,6 +508,7 @@ def scale_by_radam(
 
     def update(updates, state, params=None, count=None, **extra):
         c1, e, er = resolve(b1, count), resolve(eps, count), resolve(eps_root, count)
+        db1, db2 = Debias(c1, count), Debias(b2, count)
 
         def leaf(g, m, v):
             m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, b2)
@@ -520,11 +521,11 @@ def scale_by_radam(
                 jnp.maximum((rho - 4) * (rho - 2) * rho_inf, 0)
                 / ((rho_inf - 4) * (rho_inf - 2) * rho)
             )
-            m_hat = _first_moment_hat(g, m_new, c1, count, nesterov)
+            m_hat = _first_moment_hat(g, m_new, c1, db1, nesterov)
             if eps_before_bias_correction:
                 adaptive = jnp.sqrt(one_minus_b2t) / (jnp.sqrt(v_new) + e)
             else:
-                adaptive = 1 / (jnp.sqrt(_debias(v_new, b2, count) + er) + e)
+                adaptive = 1 / (jnp.sqrt(db2(v_new) + er) + e)
             u = jnp.where(rho >= threshold, r.astype(m_hat.dtype) * m_hat * adaptive, m_hat)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
@@ -566,10 +567,11 @@ def scale_by_nadam(
         mu_next = c1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
         prod = state.mu_product * mu_t
         c_g, c_m = (1 - mu_t) / (1 - prod), mu_next / (1 - prod * mu_next)
+        db2 = Debias(b2, count)
 
         def leaf(g, m, v):
             m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, b2)
-            d = jnp.sqrt(_debias(v_new, b2, count)) + eps
+            d = jnp.sqrt(db2(v_new)) + eps
             k = _tree.compute_dtype(g)
             u = c_g.astype(k) * g / d + c_m.astype(k) * m_new / d
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
@@ -597,11 +599,13 @@ def scale_by_belief(
         c1, c2 = resolve(b1, count), resolve(b2, count)
         e, er = resolve(eps, count), resolve(eps_root, count)
 
+        db1, db2 = Debias(c1, count), Debias(c2, count)
+
         def leaf(g, m, s):
             m_new = _tree.ema(g, m, c1)
             s_new = _tree.ema_sq(g - m_new, s, c2) + er
-            m_hat = _first_moment_hat(g, m_new, c1, count, nesterov)
-            u = m_hat / (jnp.sqrt(_debias(s_new, c2, count)) + e)
+            m_hat = _first_moment_hat(g, m_new, c1, db1, nesterov)
+            u = m_hat / (jnp.sqrt(db2(s_new)) + e)
             return u.astype(g.dtype), m_new.astype(m.dtype), s_new.astype(s.dtype)
 
         u, mu, nu = leafwise("scale_by_belief", leaf, 3, updates, state.mu, state.nu)
@@ -630,11 +634,13 @@ def scale_by_yogi(
         c1, c2 = resolve(b1, count), resolve(b2, count)
         e, er = resolve(eps, count), resolve(eps_root, count)
 
+        db1, db2 = Debias(c1, count), Debias(c2, count)
+
         def leaf(g, m, v):
             g2 = _tree.abs_sq(g)
             m_new = _tree.ema(g, m, c1)
             v_new = v - (1 - c2) * jnp.sign(v - g2) * g2
-            u = _debias(m_new, c1, count) / (jnp.sqrt(_debias(v_new, c2, count) + er) + e)
+            u = db1(m_new) / (jnp.sqrt(db2(v_new) + er) + e)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
         u, mu, nu = leafwise("scale_by_yogi", leaf, 3, updates, state.mu, state.nu)

@@ -63,6 +63,12 @@ def test_state_lives_in_flat_layout_and_big_leaves_stay_alone():
     assert [x.shape for x in mu.solo] == [(40,)]
 
 
+def test_buffers_hold_at_most_32_leaves():
+    params = {f"b{i:03d}": jnp.ones(3) for i in range(70)}
+    state = flatten(gradtx.sgd(0.1, momentum=0.9)).init(params)
+    assert [b.shape for b in gradtx.tree_get(state, "trace").buffers] == [(96,), (96,), (18,)]
+
+
 def test_groups_by_dtype_and_keeps_dtypes():
     params = {"a": jnp.ones(3, jnp.float32), "b": jnp.ones(2, jnp.bfloat16), "c": jnp.ones(4)}
     tx = flatten(gradtx.adam(0.1))
