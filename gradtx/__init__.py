@@ -14,6 +14,7 @@ from gradtx import (  # noqa: F401
     clipping,
     combinators,
     flat,
+    hyperparams,
     parallel,
     paths,
     plateau,
@@ -28,6 +29,7 @@ from gradtx.base import *  # noqa: F403
 from gradtx.clipping import *  # noqa: F403
 from gradtx.combinators import *  # noqa: F403
 from gradtx.flat import *  # noqa: F403
+from gradtx.hyperparams import *  # noqa: F403
 from gradtx.plateau import *  # noqa: F403
 from gradtx.schedules import *  # noqa: F403
 from gradtx.torch_compat import from_torch, torch_schedule  # noqa: F401
