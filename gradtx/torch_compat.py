@@ -25,6 +25,7 @@ import numpy as np
 from gradtx._tree import check_ranges
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Schedule, chain
 from gradtx.plateau import reduce_on_plateau
+from gradtx.schedules import cosine_warm_restarts_schedule
 from gradtx.transforms import (
     add_decayed_weights,
     scale,
@@ -355,26 +356,8 @@ def _cosine_warm_restarts(
     eta_min: float = 0.0,
 ) -> _Schedules:
     """Cosine from ``lr`` to ``eta_min`` over ``T_i`` steps, restarting with ``T_{i+1} =
-    T_mult * T_i`` (``T_0`` first)."""
-    if not isinstance(T_0, int) or T_0 <= 0:
-        raise ValueError(f"CosineAnnealingWarmRestarts: expected positive integer T_0, got {T_0}")
-    if not isinstance(T_mult, int) or T_mult < 1:
-        raise ValueError(f"CosineAnnealingWarmRestarts: expected integer T_mult >= 1, got {T_mult}")
-    # restart steps in exact integer arithmetic (a float log would misplace exact boundaries)
-    starts, lengths = [0], [T_0]
-    while T_mult > 1 and starts[-1] + lengths[-1] < 2**31 - 1:
-        starts.append(starts[-1] + lengths[-1])
-        lengths.append(lengths[-1] * T_mult)
-
-    def fn(c):
-        c = jnp.asarray(c)
-        if T_mult == 1:
-            return _cosine(eta_min, lr, _as_float(c % T_0), T_0)
-        i = jnp.sum(c >= jnp.asarray(starts[1:], jnp.int32))
-        since = c - jnp.asarray(starts, jnp.int32)[i]
-        return _cosine(eta_min, lr, _as_float(since), _as_float(jnp.asarray(lengths, float)[i]))
-
-    return _Schedules(fn)
+    T_mult * T_i`` (``T_0`` first): ``schedules.cosine_warm_restarts_schedule``."""
+    return _Schedules(cosine_warm_restarts_schedule(lr, T_0, T_mult, eta_min))
 
 
 def _cyclic_lr(
