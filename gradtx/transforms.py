@@ -322,6 +322,15 @@ def _adam_ranges(where: str, b1: Any, b2: Any, eps: Any, eps_root: Any = 0.0) ->
     )
 
 
+def _widen(g: jax.Array, *state: jax.Array) -> tuple[jax.Array, ...]:
+    """A half-precision leaf (bfloat16, float16) and its state, cast to float32 once, so the whole
+    leaf is computed in float32 instead of op by op with a round trip per op (XLA:CPU has no
+    native bfloat16 arithmetic).  Float32 and float64 leaves are returned unchanged."""
+    if jnp.finfo(g.dtype).bits >= 32:
+        return (g, *state)
+    return tuple(x.astype(jnp.float32) for x in (g, *state))
+
+
 def _first_moment_hat(g, m_new, b1, db1: Debias, nesterov):
     """Bias-corrected first moment; Nesterov looks one step ahead (Dozat's NAdam):
     ``b1 * m_t / (1 - b1^{t+1}) + (1 - b1) * g / (1 - b1^t)``."""
@@ -369,11 +378,18 @@ def scale_by_adam(
         e, er = resolve(eps, count), resolve(eps_root, count)
         db1, db2 = Debias(c1, count), Debias(c2, count)
 
-        def leaf(g, m, v):
+        def leaf(g_in, m_in, v_in):
+            g, m, v = _widen(g_in, m_in, v_in)
             m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, c2)
+            if g is not g_in:
+                # use the moments as stored: XLA then reads the new buffers back instead of
+                # copying the old ones before they are overwritten in place
+                m_new, v_new = (
+                    x.astype(y.dtype).astype(g.dtype) for x, y in ((m_new, m_in), (v_new, v_in))
+                )
             m_hat = _first_moment_hat(g, m_new, c1, db1, nesterov)
             u = m_hat / (jnp.sqrt(db2(v_new) + er) + e)
-            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+            return u.astype(g_in.dtype), m_new.astype(m_in.dtype), v_new.astype(v_in.dtype)
 
         u, mu, nu = leafwise("scale_by_adam", leaf, 3, updates, state.mu, state.nu)
         return u, ScaleByAdamState(mu, nu)
