@@ -23,6 +23,16 @@ SHAPES = {"dense": {"b": (4,), "w": (3, 4)}, "scale": ()}
 STEPS = 50
 
 
+def SCHED(c):
+    """A learning-rate schedule shared by the reference and parity tests."""
+    return 0.1 / (1 + c / 3.0)
+
+
+def WD_SCHED(c):
+    """A weight-decay schedule shared by the reference and parity tests."""
+    return 0.05 * (1 + c) / (2 + c)
+
+
 @contextlib.contextmanager
 def fast_compile() -> Iterator[None]:
     """Compiles with most XLA optimisations off while inside (restored on exit).

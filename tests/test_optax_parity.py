@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
-from error_table import fast_compile, make_grads, make_params, rel_err, run_tx
+from error_table import SCHED, WD_SCHED, fast_compile, make_grads, make_params, rel_err, run_tx
 
 import gradtx
 from gradtx import aliases as A
@@ -31,14 +31,6 @@ def _fast_compile():
 STEPS = 12
 TOL = {jnp.float64: 1e-10, jnp.float32: 1e-5}
 MASK = {"dense": {"b": False, "w": True}, "scale": False}
-
-
-def SCHED(c):
-    return 0.1 / (1 + c / 3.0)
-
-
-def WD_SCHED(c):
-    return 0.05 * (1 + c) / (2 + c)
 
 
 class Case(NamedTuple):

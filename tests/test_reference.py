@@ -14,7 +14,17 @@ import jax.numpy as jnp
 import numpy as np
 import numpy_ref as R
 import pytest
-from error_table import STEPS, fast_compile, leaves64, make_grads, make_params, rel_err, run_tx
+from error_table import (
+    SCHED,
+    STEPS,
+    WD_SCHED,
+    fast_compile,
+    leaves64,
+    make_grads,
+    make_params,
+    rel_err,
+    run_tx,
+)
 
 from gradtx import aliases as A
 from gradtx import clipping as C
@@ -31,16 +41,6 @@ def _fast_compile():
 TOL = 1e-10
 MASK = {"dense": {"b": False, "w": True}, "scale": False}
 MASK_LEAVES = jax.tree.leaves(MASK)
-
-
-def SCHED(c):
-    # ``c / 3.0``: a float literal keeps the arithmetic in float64 even on an int32 count (see
-    # test_protocol.py::test_schedule_is_evaluated_in_float64 for the ``c / 3`` spelling)
-    return 0.1 / (1 + c / 3.0)
-
-
-def WD_SCHED(c):
-    return 0.05 * (1 + c) / (2 + c)
 
 
 class Case(NamedTuple):
