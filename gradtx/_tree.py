@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -197,10 +196,3 @@ def resolve(value: Any, count: jax.Array) -> Any:
     if not callable(value):
         return value
     return value(jnp.asarray(count).astype(jnp.result_type(int)))
-
-
-def tree_map_none(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
-    """``jax.tree.map`` that also visits ``None`` leaves of ``tree`` (passing ``None`` through)."""
-    return jax.tree.map(
-        lambda x, *r: None if x is None else fn(x, *r), tree, *rest, is_leaf=lambda x: x is None
-    )

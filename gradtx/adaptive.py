@@ -77,13 +77,6 @@ def _l1(tree: Tree) -> jax.Array:
     return sum(terms) if terms else jnp.zeros([], jnp.float32)
 
 
-def _select(pred: jax.Array, on_true: Tree, on_false: Tree) -> Tree:
-    """Leaf-wise ``where(pred, a, b)`` for a scalar ``pred``, keeping ``on_false``'s dtypes."""
-    return jax.tree.map(
-        lambda a, b: jnp.where(pred, a, b).astype(jnp.result_type(b)), on_true, on_false
-    )
-
-
 def _scaled(factor: jax.Array, tree: Tree, like: Tree) -> Tree:
     """``factor * tree`` cast leaf by leaf to the dtypes of ``like``."""
     return jax.tree.map(lambda x, y: (factor * x).astype(jnp.result_type(y)), tree, like)
