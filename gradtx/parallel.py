@@ -156,13 +156,17 @@ def state_shardings(
     return assign(abstract)
 
 
-def abstract_state(tx: GradientTransformation, params: Params, shardings: Tree) -> Tree:
-    """``jax.ShapeDtypeStruct``s of ``tx.init(params)`` carrying ``shardings``: the target that
-    makes orbax restore a checkpoint straight into the sharded layout."""
-    abstract = jax.eval_shape(tx.init, params)
+def abstract_like(tree: Tree, shardings: Tree) -> Tree:
+    """``jax.ShapeDtypeStruct``s with ``tree``'s shapes and dtypes and the given ``shardings``:
+    an orbax restore target that loads straight into that layout (e.g. for params)."""
     return jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings
     )
+
+
+def abstract_state(tx: GradientTransformation, params: Params, shardings: Tree) -> Tree:
+    """``abstract_like`` for the state ``tx.init(params)`` (computed abstractly, no arrays)."""
+    return abstract_like(jax.eval_shape(tx.init, params), shardings)
 
 
 def bytes_per_device(tree: Tree) -> dict[Any, int]:
@@ -426,6 +430,7 @@ def _stack(tree: Tree) -> Tree:
 
 __all__ = [
     "Layout",
+    "abstract_like",
     "abstract_state",
     "bytes_per_device",
     "constrain",

@@ -256,9 +256,7 @@ def check_checkpoint(mesh, params, batch, workdir: Path) -> dict:
     ckptr.save(path, {"params": p, "state": s})
     ckptr.wait_until_finished()
     target = {
-        "params": jax.tree.map(
-            lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), p, layout.params
-        ),
+        "params": par.abstract_like(p, layout.params),
         "state": par.abstract_state(tx, params, layout.state),
     }
     restored = ckptr.restore(path, target)
