@@ -57,6 +57,7 @@ class EmptyState(NamedTuple):
 
 
 def init_empty_state(params: Params) -> EmptyState:
+    """``init`` of a stateless block: ignores ``params``, returns ``EmptyState()``."""
     del params
     return EmptyState()
 
