@@ -142,16 +142,54 @@ def build(
     return Timed(lib.__name__, step, p, s, grads, [])
 
 
-def paired(a: Timed, b: Timed, reps: int, n: int) -> tuple[float, float, float]:
-    """Alternate A/B ``reps`` times (swapping who goes first each round); medians and the median
-    of the per-round ratios."""
-    ratios = []
+def build_floor(shapes: list[tuple[int, ...]], dtype: Any) -> Timed:
+    """The cheapest possible step over the same leaves, ``p - 1e-3 * g`` with no state: what
+    passing the params in and out of ``jit`` costs by itself."""
+    params, grads = make_tree(shapes, dtype, 0), make_tree(shapes, dtype, 1)
+    step = jax.jit(
+        lambda p, s, g: (jax.tree.map(lambda a, b: a - 1e-3 * b, p, g), s), donate_argnums=(0,)
+    )
+    p, s = step(params, (), grads)
+    jax.block_until_ready(p)
+    return Timed("floor", step, p, s, grads, [])
+
+
+def paired(makers: dict[str, Callable[[], Timed]], reps: int) -> dict[str, tuple[float, float]]:
+    """Times every variant against ``makers["optax"]``: ``{name: (median ms, median ratio)}``.
+
+    Where a buffer lands in memory matters as much as the code on this machine: of two identical
+    steps over 2,000 small leaves, the one built second runs ~20% slower.  So every variant is built
+    twice, once in the listed order and once in reverse, and each round runs one of the two sets
+    (alternating), in that set's build order reversed every other round.  Ratios are taken within
+    a round, and their median is reported.
+    """
+    names = list(makers)
+    forward = {k: makers[k]() for k in names}
+    backward = {k: makers[k]() for k in reversed(names)}
+    n = steps_per_sample(forward["optax"])
+    ratios: dict[str, list[float]] = {k: [] for k in names}
     for r in range(reps):
-        first, second = (a, b) if r % 2 == 0 else (b, a)
-        first.run(n)
-        second.run(n)
-        ratios.append(a.samples[-1] / b.samples[-1])
-    return statistics.median(a.samples), statistics.median(b.samples), statistics.median(ratios)
+        timed = forward if r % 2 == 0 else backward
+        order = names if (r // 2) % 2 == 0 else names[::-1]
+        for k in order:
+            timed[k].run(n)
+        for k in names:
+            ratios[k].append(timed[k].samples[-1] / timed["optax"].samples[-1])
+    return {
+        k: (
+            statistics.median(forward[k].samples + backward[k].samples),
+            statistics.median(ratios[k]),
+        )
+        for k in names
+    }
+
+
+def steps_per_sample(t: Timed, seconds: float = 0.5) -> int:
+    """Enough steps for one timing sample to last about ``seconds``."""
+    t0 = time.perf_counter()
+    t.run(3)
+    per_step = (time.perf_counter() - t0) / 3
+    return max(3, min(200, int(seconds / per_step)))
 
 
 # --- machine figures -----------------------------------------------------------------------------
@@ -246,11 +284,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--reps", type=int, default=0)
     ap.add_argument("--torch", action="store_true", help="also time torch.optim (foreach)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compile-time table")
+    ap.add_argument("--no-memory", action="store_true", help="skip the temp-memory table")
     ap.add_argument("--json", default="", help="write results as JSON here")
     args = ap.parse_args(argv)
 
     total = 2**20 if args.quick else 16 * 2**20
-    reps = args.reps or (5 if args.quick else 11)
+    reps = args.reps or (4 if args.quick else 12)
     if args.cases:
         cases = [tuple(c.split(":")) for c in args.cases.split(",")]
     else:
@@ -271,23 +310,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shapes = TREES[tree](total)
         dtype = jnp.bfloat16 if opt == "adam_bf16" else jnp.float32
         size = sum(int(np.prod(s)) for s in shapes)
-        n = max(3, min(200, int(2e8 // (size * 28))))
-        b = build(optax, opt, shapes, dtype)
-        a = build(gradtx, opt, shapes, dtype)
-        ma, mb, ratio = paired(a, b, reps, n)
-        fcol = "–"
+        makers: dict[str, Callable[[], Timed]] = {
+            "optax": lambda: build(optax, opt, shapes, dtype),
+            "gradtx": lambda: build(gradtx, opt, shapes, dtype),
+        }
         if len(shapes) > 1:  # the one-flag fast path for many leaves
-            f = build(gradtx, opt, shapes, dtype, lambda t: gradtx.flatten(t, FLAT_MAX))
-            mf, _, fratio = paired(f, b, reps, n)
-            fcol = f"{mf:.3f} ({fratio:.2f})"
-            del f
+            makers["flatten"] = lambda: build(
+                gradtx, opt, shapes, dtype, lambda t: gradtx.flatten(t, FLAT_MAX)
+            )
         if tree == "tiny":  # params themselves kept packed: no per-leaf work in the step at all
-            k = build(gradtx, opt, shapes, dtype, packed=True)
-            mk, _, kratio = paired(k, b, reps, n)
-            fcol += f"; packed params {mk:.3f} ({kratio:.2f})"
-            del k
+            makers["packed"] = lambda: build(gradtx, opt, shapes, dtype, packed=True)
+        if tree == "tiny":  # the bare jit boundary: p - lr * g over the same leaves, no state
+            makers["floor"] = lambda: build_floor(shapes, dtype)
+        res = paired(makers, reps)
+        (ma, ratio), (mb, _) = res["gradtx"], res["optax"]
+        fcol = "–"
+        if "flatten" in res:
+            fcol = f"{res['flatten'][0]:.3f} ({res['flatten'][1]:.2f})"
+        if "packed" in res:
+            fcol += f"; packed params {res['packed'][0]:.3f} ({res['packed'][1]:.2f})"
+        if "floor" in res:
+            fcol += f"; bare `p - lr*g` {res['floor'][0]:.3f} ({res['floor'][1]:.2f})"
         itemsize = jnp.dtype(dtype).itemsize
         roof = size * bytes_per_param(opt, itemsize) / (bw * 1e9) * 1e3
+        n = max(3, min(200, int(500 / ma)))  # steps for a ~0.5 s sample
         tms = torch_step_ms(opt, shapes, 3, n) if args.torch and dtype == jnp.float32 else None
         tcol = f"{tms:.3f}" if tms is not None else "–"
         print(
@@ -306,9 +352,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 roofline_ms=roof,
                 torch_ms=tms,
                 flatten=fcol,
+                variants={k: dict(ms=v[0], ratio_to_optax=v[1]) for k, v in res.items()},
             )
         )
-        del a, b
 
     if not args.no_compile:
         print(
@@ -327,8 +373,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 dict(leaves=n_leaves, gradtx=cg, gradtx_flatten=cf, optax=co)
             )
 
-    print("\n| case | gradtx temp MB | optax temp MB |\n|---|---|---|")
-    for opt in ["adam", "clip_adamw"]:
+    for opt in [] if args.no_memory else ["adam", "clip_adamw"]:
+        if opt == "adam":
+            print("\n| case | gradtx temp MB | optax temp MB |\n|---|---|---|")
         shapes = tree_big(total)
         tg = peak_temp_bytes(gradtx, opt, shapes, jnp.float32) / 2**20
         to = peak_temp_bytes(optax, opt, shapes, jnp.float32) / 2**20
