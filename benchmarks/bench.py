@@ -184,12 +184,15 @@ def paired(makers: dict[str, Callable[[], Timed]], reps: int) -> dict[str, tuple
     }
 
 
-def steps_per_sample(t: Timed, seconds: float = 0.5) -> int:
-    """Enough steps for one timing sample to last about ``seconds``."""
-    t0 = time.perf_counter()
+def steps_for(ms_per_step: float, seconds: float = 0.5) -> int:
+    """Steps for one timing sample to last about ``seconds`` (3 to 200)."""
+    return max(3, min(200, int(seconds * 1e3 / ms_per_step)))
+
+
+def steps_per_sample(t: Timed) -> int:
+    """``steps_for`` a variant, from 3 untimed steps (not kept as a sample)."""
     t.run(3)
-    per_step = (time.perf_counter() - t0) / 3
-    return max(3, min(200, int(seconds / per_step)))
+    return steps_for(t.samples.pop())
 
 
 # --- machine figures -----------------------------------------------------------------------------
@@ -333,8 +336,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             fcol += f"; bare `p - lr*g` {res['floor'][0]:.3f} ({res['floor'][1]:.2f})"
         itemsize = jnp.dtype(dtype).itemsize
         roof = size * bytes_per_param(opt, itemsize) / (bw * 1e9) * 1e3
-        n = max(3, min(200, int(500 / ma)))  # steps for a ~0.5 s sample
-        tms = torch_step_ms(opt, shapes, 3, n) if args.torch and dtype == jnp.float32 else None
+        with_torch = args.torch and dtype == jnp.float32
+        tms = torch_step_ms(opt, shapes, 3, steps_for(ma)) if with_torch else None
         tcol = f"{tms:.3f}" if tms is not None else "–"
         print(
             f"| {opt} | {tree} | {len(shapes)} | {ma:.3f} | {mb:.3f} | {ratio:.2f} | "
