@@ -36,19 +36,51 @@ def leafwise(
     tree: Tree,
     *rest: Tree,
     names: tuple[str, ...] | None = None,
+    widen: bool = False,
 ) -> tuple:
     """Applies ``fn`` to matching leaves of ``tree`` and ``rest`` and returns ``n_out`` trees.
 
     One call per leaf keeps a leaf's whole arithmetic in one expression, so XLA can fuse it and
     shares no temporaries across leaves.  Mismatched trees raise an error naming ``where`` and the
     first differing path.
+
+    ``widen=True`` is for blocks whose outputs are ``(update, *new_state)`` for inputs
+    ``(update, *state)``: a half-precision update leaf (bfloat16, float16) is computed in float32
+    (all of its inputs cast once, instead of a rounding after every op, which XLA:CPU would also
+    emulate op by op), and each output is cast back to its input's dtype.  ``fn`` then takes a
+    keyword ``keep``: ``keep(s1, s2, ...)`` rounds new state values through their stored dtypes,
+    so the update is computed from the state as stored (as optax and torch do for low-precision
+    state), and XLA can read the new buffers back instead of keeping a copy of the old ones.
+    Float32 and float64 leaves are passed through unchanged, with ``keep`` the identity.
     """
     for i, r in enumerate(rest):
         _tree.check_match(where, "updates", tree, names[i] if names else f"state[{i}]", r)
     leaves, treedef = jax.tree.flatten(tree)
     others = [jax.tree.leaves(r) for r in rest]
-    outs = [fn(*args) for args in zip(leaves, *others, strict=True)]
+    call = _widened(fn) if widen else fn
+    outs = [call(*args) for args in zip(leaves, *others, strict=True)]
     return tuple(treedef.unflatten([o[k] for o in outs]) for k in range(n_out))
+
+
+def _widened(fn: Callable[..., tuple]) -> Callable[..., tuple]:
+    def call(*args: jax.Array) -> tuple:
+        if jnp.finfo(args[0].dtype).bits >= 32:
+            return fn(*args, keep=lambda *xs: xs)
+        stored = [jnp.result_type(a) for a in args]
+        k = jnp.promote_types(jnp.float32, jnp.result_type(*args))
+
+        def keep(*xs: jax.Array | None) -> tuple:
+            dts = stored[1:] + [k] * len(xs)  # values beyond the state inputs stay as they are
+            return tuple(
+                x if x is None else x.astype(dt).astype(k) for x, dt in zip(xs, dts, strict=False)
+            )
+
+        outs = fn(*(a.astype(k) for a in args), keep=keep)
+        return tuple(
+            o if o is None or i >= len(stored) else o.astype(stored[i]) for i, o in enumerate(outs)
+        )
+
+    return call
 
 
 def _block(init, update) -> GradientTransformation:
@@ -136,14 +168,14 @@ def trace(
     def update(updates, state, params=None, count=None, **extra):
         d, damp = resolve(decay, count), resolve(dampening, count)
 
-        def leaf(g, m):
-            m_new = (
+        def leaf(g, m, *, keep):
+            (m_new,) = keep(
                 d * m + g if _is_zero(damp) else jnp.where(count == 0, g, d * m + (1 - damp) * g)
             )
             u = g + d * m_new if nesterov else m_new
             return u.astype(g.dtype), m_new.astype(m.dtype)
 
-        u, m = leafwise("trace", leaf, 2, updates, state.trace)
+        u, m = leafwise("trace", leaf, 2, updates, state.trace, widen=True)
         return u, TraceState(m)
 
     return _block(init, update)
@@ -168,12 +200,12 @@ def ema(
         d = resolve(decay, count)
         db = Debias(d, count)
 
-        def leaf(g, m):
-            m_new = _tree.ema(g, m, d).astype(jnp.promote_types(g.dtype, m.dtype))
+        def leaf(g, m, *, keep):
+            (m_new,) = keep(_tree.ema(g, m, d).astype(jnp.promote_types(g.dtype, m.dtype)))
             u = db(m_new) if debias else m_new
             return u.astype(g.dtype), m_new.astype(m.dtype)
 
-        u, m = leafwise("ema", leaf, 2, updates, state.ema)
+        u, m = leafwise("ema", leaf, 2, updates, state.ema, widen=True)
         return u, EmaState(m)
 
     return _block(init, update)
@@ -229,22 +261,19 @@ def scale_by_rms(
         d, e = resolve(decay, count), resolve(eps, count)
         db = Debias(d, count)
 
-        def leaf(g, v, m=None):
-            v_new = _tree.ema_sq(g, v, d)
+        def leaf(g, v, m=None, *, keep):
+            v_new, m_new = keep(_tree.ema_sq(g, v, d), None if m is None else _tree.ema(g, m, d))
             v_hat = db(v_new) if bias_correction else v_new
             if centered:
-                m_new = _tree.ema(g, m, d)
                 m_hat = db(m_new) if bias_correction else m_new
                 v_hat = v_hat - _tree.abs_sq(m_hat)
-            else:
-                m_new = None
             scaling = jax.lax.rsqrt(v_hat + e) if eps_in_sqrt else 1 / (jnp.sqrt(v_hat) + e)
             return (scaling * g).astype(g.dtype), v_new.astype(v.dtype), m_new
 
         if centered:
-            u, nu, mu = leafwise(where, leaf, 3, updates, state.nu, state.mu)
+            u, nu, mu = leafwise(where, leaf, 3, updates, state.nu, state.mu, widen=True)
             return u, ScaleByRStdDevState(_tree.cast_like(mu, state.mu), nu)
-        u, nu, _ = leafwise(where, leaf, 3, updates, state.nu)
+        u, nu, _ = leafwise(where, leaf, 3, updates, state.nu, widen=True)
         return u, ScaleByRmsState(nu)
 
     return _block(init, update)
@@ -287,15 +316,15 @@ def scale_by_rss(
     def update(updates, state, params=None, count=None, **extra):
         e = resolve(eps, count)
 
-        def leaf(g, s):
-            s_new = s + _tree.abs_sq(g)
+        def leaf(g, s, *, keep):
+            (s_new,) = keep(s + _tree.abs_sq(g))
             if eps_in_sqrt:
                 u = jnp.where(s_new > 0, jax.lax.rsqrt(s_new + e), 0.0) * g
             else:
                 u = g / (jnp.sqrt(s_new) + e)
             return u.astype(g.dtype), s_new.astype(s.dtype)
 
-        u, s = leafwise("scale_by_rss", leaf, 2, updates, state.sum_of_squares)
+        u, s = leafwise("scale_by_rss", leaf, 2, updates, state.sum_of_squares, widen=True)
         return u, ScaleByRssState(s)
 
     return _block(init, update)
@@ -320,15 +349,6 @@ def _adam_ranges(where: str, b1: Any, b2: Any, eps: Any, eps_root: Any = 0.0) ->
         eps=(eps, "[0, inf)"),
         eps_root=(eps_root, "[0, inf)"),
     )
-
-
-def _widen(g: jax.Array, *state: jax.Array) -> tuple[jax.Array, ...]:
-    """A half-precision leaf (bfloat16, float16) and its state, cast to float32 once, so the whole
-    leaf is computed in float32 instead of op by op with a round trip per op (XLA:CPU has no
-    native bfloat16 arithmetic).  Float32 and float64 leaves are returned unchanged."""
-    if jnp.finfo(g.dtype).bits >= 32:
-        return (g, *state)
-    return tuple(x.astype(jnp.float32) for x in (g, *state))
 
 
 def _first_moment_hat(g, m_new, b1, db1: Debias, nesterov):
@@ -378,20 +398,13 @@ def scale_by_adam(
         e, er = resolve(eps, count), resolve(eps_root, count)
         db1, db2 = Debias(c1, count), Debias(c2, count)
 
-        def leaf(g_in, m_in, v_in):
-            g, m, v = _widen(g_in, m_in, v_in)
-            m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, c2)
-            if g is not g_in:
-                # use the moments as stored: XLA then reads the new buffers back instead of
-                # copying the old ones before they are overwritten in place
-                m_new, v_new = (
-                    x.astype(y.dtype).astype(g.dtype) for x, y in ((m_new, m_in), (v_new, v_in))
-                )
+        def leaf(g, m, v, *, keep):
+            m_new, v_new = keep(_tree.ema(g, m, c1), _tree.ema_sq(g, v, c2))
             m_hat = _first_moment_hat(g, m_new, c1, db1, nesterov)
             u = m_hat / (jnp.sqrt(db2(v_new) + er) + e)
-            return u.astype(g_in.dtype), m_new.astype(m_in.dtype), v_new.astype(v_in.dtype)
+            return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
-        u, mu, nu = leafwise("scale_by_adam", leaf, 3, updates, state.mu, state.nu)
+        u, mu, nu = leafwise("scale_by_adam", leaf, 3, updates, state.mu, state.nu, widen=True)
         return u, ScaleByAdamState(mu, nu)
 
     return _block(_moments_init(mu_dtype, nu_dtype=nu_dtype), update)
@@ -424,14 +437,15 @@ def scale_by_amsgrad(
         def nu_hat(v):
             return db2(v) if bias_correction_nu else v
 
-        def leaf(g, m, v, vmax):
-            m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, c2)
+        def leaf(g, m, v, vmax, *, keep):
+            m_new, v_new = keep(_tree.ema(g, m, c1), _tree.ema_sq(g, v, c2))
             m_hat = db1(m_new) if bias_correction_mu else m_new
             if raw_max:
                 vmax_new = jnp.maximum(vmax, v_new)
                 denom = nu_hat(vmax_new)
             else:
-                vmax_new = denom = jnp.maximum(vmax, nu_hat(v_new))
+                _, _, vmax_new = keep(None, None, jnp.maximum(vmax, nu_hat(v_new)))
+                denom = vmax_new
             u = m_hat / (jnp.sqrt(denom + er) + e)
             return (
                 u.astype(g.dtype),
@@ -441,7 +455,7 @@ def scale_by_amsgrad(
             )
 
         u, mu, nu, nu_max = leafwise(
-            "scale_by_amsgrad", leaf, 4, updates, state.mu, state.nu, state.nu_max
+            "scale_by_amsgrad", leaf, 4, updates, state.mu, state.nu, state.nu_max, widen=True
         )
         return u, ScaleByAmsgradState(mu, nu, nu_max)
 
@@ -460,13 +474,12 @@ def scale_by_adamax(
         c1, c2, e = resolve(b1, count), resolve(b2, count), resolve(eps, count)
         db1 = Debias(c1, count)
 
-        def leaf(g, m, n):
-            m_new = _tree.ema(g, m, c1)
-            n_new = jnp.maximum(c2 * n, jnp.abs(g) + e)
+        def leaf(g, m, n, *, keep):
+            m_new, n_new = keep(_tree.ema(g, m, c1), jnp.maximum(c2 * n, jnp.abs(g) + e))
             u = db1(m_new) / n_new
             return u.astype(g.dtype), m_new.astype(m.dtype), n_new.astype(n.dtype)
 
-        u, mu, nu = leafwise("scale_by_adamax", leaf, 3, updates, state.mu, state.nu)
+        u, mu, nu = leafwise("scale_by_adamax", leaf, 3, updates, state.mu, state.nu, widen=True)
         return u, ScaleByAdamState(mu, nu)
 
     return _block(_moments_init(None), update)
@@ -491,13 +504,15 @@ def scale_by_adadelta(
     def update(updates, state, params=None, count=None, **extra):
         r, e = resolve(rho, count), resolve(eps, count)
 
-        def leaf(g, eg, ex):
-            eg_new = _tree.ema_sq(g, eg, r)
+        def leaf(g, eg, ex, *, keep):
+            (eg_new,) = keep(_tree.ema_sq(g, eg, r))
             u = jnp.sqrt(ex + e) / jnp.sqrt(eg_new + e) * g
             ex_new = _tree.ema_sq(u, ex, r)
             return u.astype(g.dtype), eg_new.astype(eg.dtype), ex_new.astype(ex.dtype)
 
-        u, e_g, e_x = leafwise("scale_by_adadelta", leaf, 3, updates, state.e_g, state.e_x)
+        u, e_g, e_x = leafwise(
+            "scale_by_adadelta", leaf, 3, updates, state.e_g, state.e_x, widen=True
+        )
         return u, ScaleByAdaDeltaState(e_g, e_x)
 
     return _block(init, update)
@@ -526,8 +541,8 @@ def scale_by_radam(
         c1, e, er = resolve(b1, count), resolve(eps, count), resolve(eps_root, count)
         db1, db2 = Debias(c1, count), Debias(b2, count)
 
-        def leaf(g, m, v):
-            m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, b2)
+        def leaf(g, m, v, *, keep):
+            m_new, v_new = keep(_tree.ema(g, m, c1), _tree.ema_sq(g, v, b2))
             dt = _tree.compute_dtype(v)
             t = (count + 1).astype(dt)
             b2t = _tree.power(b2, count + 1, v)
@@ -545,7 +560,7 @@ def scale_by_radam(
             u = jnp.where(rho >= threshold, r.astype(m_hat.dtype) * m_hat * adaptive, m_hat)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
-        u, mu, nu = leafwise("scale_by_radam", leaf, 3, updates, state.mu, state.nu)
+        u, mu, nu = leafwise("scale_by_radam", leaf, 3, updates, state.mu, state.nu, widen=True)
         return u, ScaleByAdamState(mu, nu)
 
     return _block(_moments_init(None), update)
@@ -585,14 +600,14 @@ def scale_by_nadam(
         c_g, c_m = (1 - mu_t) / (1 - prod), mu_next / (1 - prod * mu_next)
         db2 = Debias(b2, count)
 
-        def leaf(g, m, v):
-            m_new, v_new = _tree.ema(g, m, c1), _tree.ema_sq(g, v, b2)
+        def leaf(g, m, v, *, keep):
+            m_new, v_new = keep(_tree.ema(g, m, c1), _tree.ema_sq(g, v, b2))
             d = jnp.sqrt(db2(v_new)) + eps
             k = _tree.compute_dtype(g)
             u = c_g.astype(k) * g / d + c_m.astype(k) * m_new / d
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
-        u, mu, nu = leafwise("scale_by_nadam", leaf, 3, updates, state.mu, state.nu)
+        u, mu, nu = leafwise("scale_by_nadam", leaf, 3, updates, state.mu, state.nu, widen=True)
         return u, ScaleByNadamState(prod, mu, nu)
 
     return _block(init, update)
@@ -617,14 +632,14 @@ def scale_by_belief(
 
         db1, db2 = Debias(c1, count), Debias(c2, count)
 
-        def leaf(g, m, s):
-            m_new = _tree.ema(g, m, c1)
-            s_new = _tree.ema_sq(g - m_new, s, c2) + er
+        def leaf(g, m, s, *, keep):
+            (m_new,) = keep(_tree.ema(g, m, c1))
+            m_new, s_new = keep(m_new, _tree.ema_sq(g - m_new, s, c2) + er)
             m_hat = _first_moment_hat(g, m_new, c1, db1, nesterov)
             u = m_hat / (jnp.sqrt(db2(s_new)) + e)
             return u.astype(g.dtype), m_new.astype(m.dtype), s_new.astype(s.dtype)
 
-        u, mu, nu = leafwise("scale_by_belief", leaf, 3, updates, state.mu, state.nu)
+        u, mu, nu = leafwise("scale_by_belief", leaf, 3, updates, state.mu, state.nu, widen=True)
         return u, ScaleByAdamState(mu, nu)
 
     return _block(_moments_init(None), update)
@@ -652,14 +667,13 @@ def scale_by_yogi(
 
         db1, db2 = Debias(c1, count), Debias(c2, count)
 
-        def leaf(g, m, v):
+        def leaf(g, m, v, *, keep):
             g2 = _tree.abs_sq(g)
-            m_new = _tree.ema(g, m, c1)
-            v_new = v - (1 - c2) * jnp.sign(v - g2) * g2
+            m_new, v_new = keep(_tree.ema(g, m, c1), v - (1 - c2) * jnp.sign(v - g2) * g2)
             u = db1(m_new) / (jnp.sqrt(db2(v_new) + er) + e)
             return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 
-        u, mu, nu = leafwise("scale_by_yogi", leaf, 3, updates, state.mu, state.nu)
+        u, mu, nu = leafwise("scale_by_yogi", leaf, 3, updates, state.mu, state.nu, widen=True)
         return u, ScaleByAdamState(mu, nu)
 
     return _block(init, update)
@@ -683,11 +697,11 @@ def scale_by_lion(
     def update(updates, state, params=None, count=None, **extra):
         c1, c2 = resolve(b1, count), resolve(b2, count)
 
-        def leaf(g, m):
+        def leaf(g, m, *, keep):
             u = jnp.sign(_tree.ema(g, m, c1))
             return u.astype(g.dtype), _tree.ema(g, m, c2).astype(m.dtype)
 
-        u, mu = leafwise("scale_by_lion", leaf, 2, updates, state.mu)
+        u, mu = leafwise("scale_by_lion", leaf, 2, updates, state.mu, widen=True)
         return u, ScaleByLionState(mu)
 
     return _block(init, update)
