@@ -45,13 +45,13 @@ def leafwise(
     first differing path.
 
     ``widen=True`` is for blocks whose outputs are ``(update, *new_state)`` for inputs
-    ``(update, *state)``: a half-precision update leaf (bfloat16, float16) is computed in float32
-    (all of its inputs cast once, instead of a rounding after every op, which XLA:CPU would also
-    emulate op by op), and each output is cast back to its input's dtype.  ``fn`` then takes a
-    keyword ``keep``: ``keep(s1, s2, ...)`` rounds new state values through their stored dtypes,
-    so the update is computed from the state as stored (as optax and torch do for low-precision
-    state), and XLA can read the new buffers back instead of keeping a copy of the old ones.
-    Float32 and float64 leaves are passed through unchanged, with ``keep`` the identity.
+    ``(update, *state)``.  When a leaf's inputs do not all share one dtype of at least float32
+    (a bfloat16 leaf, or bfloat16 moments of a float32 leaf), they are cast once to the widest of
+    their dtypes and float32, so the leaf is rounded once instead of after every op (XLA:CPU also
+    emulates bfloat16 op by op), and each output is cast back to its input's dtype.  ``fn`` takes a
+    keyword ``keep``: ``keep(s1, s2, ...)`` rounds new state values through their stored dtypes
+    (identity when nothing was widened), so the update is computed from the state as stored and
+    XLA reads the new buffers back instead of keeping a param-sized copy of the old ones.
     """
     for i, r in enumerate(rest):
         _tree.check_match(where, "updates", tree, names[i] if names else f"state[{i}]", r)
@@ -64,10 +64,10 @@ def leafwise(
 
 def _widened(fn: Callable[..., tuple]) -> Callable[..., tuple]:
     def call(*args: jax.Array) -> tuple:
-        if jnp.finfo(args[0].dtype).bits >= 32:
-            return fn(*args, keep=lambda *xs: xs)
         stored = [jnp.result_type(a) for a in args]
         k = jnp.promote_types(jnp.float32, jnp.result_type(*args))
+        if all(dt == k for dt in stored) or jnp.issubdtype(k, jnp.complexfloating):
+            return fn(*args, keep=lambda *xs: xs)
 
         def keep(*xs: jax.Array | None) -> tuple:
             dts = stored[1:] + [k] * len(xs)  # values beyond the state inputs stay as they are
@@ -386,8 +386,10 @@ def scale_by_adam(
     """Adam scaling (Kingma & Ba 2015): ``m_t = b1 m + (1 - b1) g``, ``v_t = b2 v + (1 - b2) g^2``,
     ``u = m̂ / (sqrt(v̂ + eps_root) + eps)`` with ``m̂ = m_t / (1 - b1^t)``,
     ``v̂ = v_t / (1 - b2^t)``; ``nesterov`` uses the look-ahead ``m̂`` of NAdam (Dozat 2016).
-    ``mu_dtype`` / ``nu_dtype`` store ``m`` / ``v`` in that dtype (arithmetic stays in at least
-    the gradient's precision).  Both in bfloat16 halve the state of float32 params; note that
+    ``mu_dtype`` / ``nu_dtype`` store ``m`` / ``v`` in that dtype: the step computes in the widest
+    of float32 and every input's dtype, rounds the new moments to their stored dtypes and takes the
+    update from them as stored (optax takes it from the unrounded moments; the difference is one
+    rounding of ``m``).  Both in bfloat16 halve the state of float32 params; note that
     bfloat16's 8-bit mantissa cannot resolve a per-step decay of ``1 - b2 = 1e-3``, so ``v`` then
     follows recent gradients more than ``b2`` says.  optax: ``optax.scale_by_adam`` (no nu_dtype).
     """

@@ -197,9 +197,8 @@ def nesterov_mean(m: np.ndarray, g: np.ndarray, b1: float, t: int) -> np.ndarray
 class Adam(Ref):
     """Kingma & Ba, Algorithm 1 (with ``eps_root`` inside the root and Dozat's Nesterov option).
 
-    ``mu_dtype`` stores the first moment in that dtype: ``b1 * m`` is then formed in that dtype
-    (NumPy promotes a Python float with a float32 array to float32), the sum with the float64
-    gradient in float64, and the step's update uses that unrounded sum.
+    ``mu_dtype`` stores the first moment in that dtype: the new moment is computed in float64,
+    rounded once to ``mu_dtype``, and the step's update is computed from it as stored.
     """
 
     def __init__(
@@ -220,12 +219,14 @@ class Adam(Ref):
     def step(self, grads, params, t):
         b1, b2, out = at(self.b1, t), at(self.b2, t), []
         for i, g in enumerate(grads):
-            m = b1 * self.m[i] + (1 - b1) * g
+            m = b1 * self.m[i].astype(np.float64) + (1 - b1) * g
+            if self.mu_dtype is not None:
+                m = m.astype(self.mu_dtype).astype(np.float64)
             self.v[i] = b2 * self.v[i] + (1 - b2) * g**2
             m_hat = nesterov_mean(m, g, b1, t) if self.nesterov else m / (1 - b1**t)
             v_hat = self.v[i] / (1 - b2**t)
             out.append(m_hat / (np.sqrt(v_hat + self.eps_root) + self.eps))
-            self.m[i] = m if self.mu_dtype is None else m.astype(self.mu_dtype)
+            self.m[i] = m
         return out
 
 
@@ -426,8 +427,9 @@ class Lion(Ref):
     def step(self, grads, params, t):
         out = []
         for i, g in enumerate(grads):
-            out.append(np.sign(self.b1 * self.m[i] + (1 - self.b1) * g))
-            m = self.b2 * self.m[i] + (1 - self.b2) * g
+            m_old = self.m[i].astype(np.float64)
+            out.append(np.sign(self.b1 * m_old + (1 - self.b1) * g))
+            m = self.b2 * m_old + (1 - self.b2) * g
             self.m[i] = m if self.mu_dtype is None else m.astype(self.mu_dtype)
         return out
 

@@ -168,9 +168,15 @@ def error_vs_optax(case: Case, dtype: Any, steps: int = STEPS) -> float:
     return rel_err(mine, theirs)
 
 
+# A documented difference: with a moment stored in a lower precision than the update (mu_dtype
+# float32 here, params float64), gradtx computes the update from the moment as stored, optax from
+# the unrounded one, so float32 rounding of ``m`` (~6e-8 relative per step) shows through.
+STORED_MOMENT = {"scale_by_adam-mu_dtype": 1e-6}
+
+
 @pytest.mark.parametrize("case", [*ALIAS_CASES, *BLOCK_CASES], ids=lambda c: c.id)
 def test_float64_trajectory_matches_optax(case):
-    assert error_vs_optax(case, jnp.float64) <= TOL[jnp.float64]
+    assert error_vs_optax(case, jnp.float64) <= STORED_MOMENT.get(case.id, TOL[jnp.float64])
 
 
 # Every alias with its non-default options, in float32.  These caught gradtx forming the bias

@@ -35,12 +35,19 @@ KINDS = ("data_parallel", "zero1", "fsdp")
 # The children compile ~30 small programs and run each for a few steps: cheap LLVM code
 # generation halves their CPU time (the results stay within the float32 tolerances).
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# 16 simulated devices in three processes share 2 cores with the other pytest worker: a device
+# thread can be starved for longer than XLA:CPU's default 40 s collective rendezvous timeout,
+# which aborts the process (seen once in four full runs).  Wait up to the fixture's deadline.
+COLLECTIVE_TIMEOUT = (
+    "--xla_cpu_collective_call_terminate_timeout_seconds=900 "
+    "--xla_cpu_collective_timeout_seconds=900"
+)
 
 
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
     env["JAX_PLATFORMS"] = "cpu"
-    env["XLA_FLAGS"] = FAST_COMPILE
+    env["XLA_FLAGS"] = f"{FAST_COMPILE} {COLLECTIVE_TIMEOUT}"
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
     return env
 
