@@ -90,9 +90,7 @@ def unitwise_norm(x: jax.Array, axis: int | tuple[int, ...] | None = None) -> ja
         elif x.ndim in (4, 5):
             axis = tuple(range(x.ndim - 1))
         else:
-            raise ValueError(
-                f"unitwise_norm: no default units for shape {x.shape}; pass axis=..."
-            )
+            raise ValueError(f"unitwise_norm: no default units for shape {x.shape}; pass axis=...")
     sq = jnp.sum(_tree.abs_sq(x), axis=axis, keepdims=True)
     return jnp.broadcast_to(jnp.sqrt(sq), x.shape)
 
@@ -107,9 +105,7 @@ def adaptive_grad_clip(
     ``u = g * m / max(||g||_unit, 1e-6)``.  Units as in ``unitwise_norm``.  Needs ``params``.
     Defaults: ``eps=1e-3``.  optax: ``optax.adaptive_grad_clip``.
     """
-    check_ranges(
-        "adaptive_grad_clip", clipping=(clipping, "[0, inf)"), eps=(eps, "[0, inf)")
-    )
+    check_ranges("adaptive_grad_clip", clipping=(clipping, "[0, inf)"), eps=(eps, "[0, inf)"))
 
     def fn(g, params, count):
         if params is None:

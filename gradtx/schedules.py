@@ -205,6 +205,7 @@ def exponential_decay(
     steps = _check_int(where, "transition_steps", transition_steps, 1)
     begin = _check_int(where, "transition_begin", transition_begin, 0)
     check_ranges(where, decay_rate=(decay_rate, "(0, inf)"))
+
     def schedule(step):
         elapsed = _float_step(step) - begin
         p = elapsed / steps

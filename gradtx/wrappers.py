@@ -150,8 +150,11 @@ def accumulate(
         k = jnp.asarray(resolve(every_k_schedule, n), jnp.int32)
         skip, skip_state = skip_fn(updates, n, params)
         summed = leafwise(
-            "MultiSteps", lambda g, a: ((a + g.astype(a.dtype)).astype(a.dtype),), 1,
-            updates, state.acc_grads,
+            "MultiSteps",
+            lambda g, a: ((a + g.astype(a.dtype)).astype(a.dtype),),
+            1,
+            updates,
+            state.acc_grads,
         )[0]
 
         def inner_step():
@@ -172,8 +175,12 @@ def accumulate(
             return _zeros_shaped(out_shapes), state.inner_opt_state, summed, mini
 
         def drop(_):
-            return (_zeros_shaped(out_shapes), state.inner_opt_state, state.acc_grads,
-                    state.mini_step)
+            return (
+                _zeros_shaped(out_shapes),
+                state.inner_opt_state,
+                state.acc_grads,
+                state.mini_step,
+            )
 
         emit = state.mini_step + 1 >= k
         branch = jnp.where(skip, 2, jnp.where(emit, 0, 1))
@@ -283,8 +290,13 @@ def zero_nans() -> GradientTransformation:
         return ZeroNansState(jax.tree.map(lambda _: jnp.asarray(False), params))
 
     def update(updates, state, params=None, count=None, **extra):
-        _tree.check_match("zero_nans", "updates", jax.tree.structure(updates),
-                          "state", jax.tree.structure(state.found_nan))
+        _tree.check_match(
+            "zero_nans",
+            "updates",
+            jax.tree.structure(updates),
+            "state",
+            jax.tree.structure(state.found_nan),
+        )
         u = jax.tree.map(lambda g: jnp.where(jnp.isnan(g), jnp.zeros_like(g), g), updates)
         return u, ZeroNansState(jax.tree.map(lambda g: jnp.any(jnp.isnan(g)), updates))
 

@@ -19,8 +19,15 @@ from gradtx.clipping import (
 RNG = np.random.default_rng(3)
 # one leaf of every rank AGC knows: scalar, vector, dense, multi-head dense, conv, conv3d,
 # plus a (1, n) row that counts as a vector
-SHAPES = {"s": (), "v": (5,), "row": (1, 4), "dense": (4, 3), "heads": (3, 2, 4),
-          "conv": (2, 2, 3, 4), "conv3d": (2, 2, 2, 2, 3)}
+SHAPES = {
+    "s": (),
+    "v": (5,),
+    "row": (1, 4),
+    "dense": (4, 3),
+    "heads": (3, 2, 4),
+    "conv": (2, 2, 3, 4),
+    "conv3d": (2, 2, 2, 2, 3),
+}
 PARAMS = {k: jnp.asarray(RNG.normal(size=s)) for k, s in SHAPES.items()}
 # gradient scales chosen so that some units are clipped and some are not
 GRADS = {
@@ -90,8 +97,10 @@ def test_clip_by_block_rms(threshold):
     close(u, jax.tree.map(np_rms_clip, GRADS))
     close(u, run(optax.clip_by_block_rms(threshold), GRADS)[0])
     # the small threshold clips every leaf whose rms exceeds it; the large one only the big ones
-    changed = [not np.array_equal(np.asarray(a), np.asarray(b))
-               for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(GRADS), strict=True)]
+    changed = [
+        not np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(GRADS), strict=True)
+    ]
     assert any(changed) and (all(changed) or threshold == 1.0)
 
 
@@ -103,8 +112,10 @@ def test_adaptive_grad_clip(clipping):
     close(u, want)
     close(u, run(optax.adaptive_grad_clip(clipping), GRADS, params)[0])
     # some units were clipped and some were not, so both branches were exercised
-    kept = [np.isclose(np.asarray(a), np.asarray(b)).mean() for a, b in
-            zip(jax.tree.leaves(u), jax.tree.leaves(GRADS), strict=True)]
+    kept = [
+        np.isclose(np.asarray(a), np.asarray(b)).mean()
+        for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(GRADS), strict=True)
+    ]
     assert 0 < np.mean(kept) < 1
 
 
@@ -125,7 +136,8 @@ def test_float32_stays_float32():
         u, _ = run(tx, g, g)
         assert u["w"].dtype == jnp.float32
         np.testing.assert_allclose(
-            np.asarray(u["w"]), np.asarray(run(tx, jax.tree.map(np.float64, g), g)[0]["w"]),
+            np.asarray(u["w"]),
+            np.asarray(run(tx, jax.tree.map(np.float64, g), g)[0]["w"]),
             rtol=1e-6,
         )
 

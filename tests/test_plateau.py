@@ -110,9 +110,7 @@ def scripted_rows() -> list[tuple[np.ndarray, np.ndarray]]:
         return jax.lax.scan(body, [tx.init({"x": jnp.ones([])}) for tx in txs], ms)[1]
 
     ours = np.asarray(go(jnp.asarray(metrics)))
-    return [
-        (ours[:, i], torch_plateau(metrics[:, i], kw)) for i, (kw, _) in enumerate(SCRIPTED)
-    ]
+    return [(ours[:, i], torch_plateau(metrics[:, i], kw)) for i, (kw, _) in enumerate(SCRIPTED)]
 
 
 @pytest.mark.parametrize("index", range(len(SCRIPTED)), ids=[str(c[0]) for c in SCRIPTED])

@@ -30,6 +30,7 @@ def load_example(name: str):
     spec.loader.exec_module(module)
     return module
 
+
 # every step up to 130 (all transition points below are inside), plus far past the end
 STEPS = np.concatenate([np.arange(131), [199, 200, 201, 999, 1000, 123_457, 2**31 - 1]]).astype(
     np.int32

@@ -229,8 +229,14 @@ INF = jax.tree.map(lambda x: x.at[0].set(-jnp.inf), G)
 
 def test_apply_if_finite_skips_and_keeps_state_bit_identical():
     # momentum state: a skipped step must leave it (and the inner counter) untouched
-    plan = [(G, True, 0, 0), (NAN, False, 1, 1), (INF, False, 2, 2), (G, True, 0, 2),
-            (NAN, False, 1, 3), (G, True, 0, 3)]
+    plan = [
+        (G, True, 0, 0),
+        (NAN, False, 1, 1),
+        (INF, False, 2, 2),
+        (G, True, 0, 2),
+        (NAN, False, 1, 3),
+        (G, True, 0, 3),
+    ]
     s = run_if_finite(sgd(0.1, momentum=0.9), 2, plan)
     assert int(s.inner[0].inner_state.count) == 3 and int(s.count) == 6
 
@@ -239,8 +245,16 @@ def test_apply_if_finite_gives_up_after_max_errors_then_resets():
     # after 2 skipped non-finite steps the 3rd and 4th go through (as in optax); a finite step
     # resets the streak, after which a single Inf is skipped again.  Plain sgd: an accepted NaN
     # does not poison later steps, so the streak reset is visible.
-    plan = [(G, True, 0, 0), (NAN, False, 1, 1), (NAN, False, 2, 2), (NAN, True, 3, 3),
-            (INF, True, 4, 4), (G, True, 0, 4), (INF, False, 1, 5), (G, True, 0, 5)]
+    plan = [
+        (G, True, 0, 0),
+        (NAN, False, 1, 1),
+        (NAN, False, 2, 2),
+        (NAN, True, 3, 3),
+        (INF, True, 4, 4),
+        (G, True, 0, 4),
+        (INF, False, 1, 5),
+        (G, True, 0, 5),
+    ]
     s = run_if_finite(sgd(0.1), 2, plan)
     assert int(s.inner[0].inner_state.count) == 5 and int(s.count) == 8
 
