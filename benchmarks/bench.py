@@ -160,30 +160,36 @@ def build_floor(shapes: list[tuple[int, ...]], dtype: Any) -> Timed:
     return Timed("floor", step, p, s, grads, [])
 
 
-def paired(makers: dict[str, Callable[[], Timed]], reps: int) -> dict[str, tuple[float, float]]:
+def paired(
+    makers: dict[str, Callable[[], Timed]], reps: int, builds: int = 2
+) -> dict[str, tuple[float, float]]:
     """Times every variant against ``makers["optax"]``: ``{name: (median ms, median ratio)}``.
 
-    Where a buffer lands in memory matters as much as the code on this machine: of two identical
-    steps over 2,000 small leaves, the one built second runs ~20% slower.  So every variant is built
-    twice, once in the listed order and once in reverse, and each round runs one of the two sets
-    (alternating), in that set's build order reversed every other round.  Ratios are taken within
-    a round, and their median is reported.
+    Where buffers land in memory matters as much as the code on this machine: identical steps over
+    2,000 small leaves, built one after another in one process, run anywhere between 10 and 19 ms
+    per step, whichever library built them (``O0:11.8 G1:13.2 O2:13.3 ...``; ``G0:10.9 O1:18.6
+    G2:10.7 ...``).  So every variant is built ``builds`` times, each set in a rotated order
+    (reversed every other set) so that no variant is always built first; each round runs one set,
+    in an order reversed every other round.  Ratios are taken within a round, and their median is
+    reported.
     """
     names = list(makers)
-    forward = {k: makers[k]() for k in names}
-    backward = {k: makers[k]() for k in reversed(names)}
-    n = steps_per_sample(forward["optax"])
+    sets = []
+    for b in range(builds):
+        order = names[b % len(names) :] + names[: b % len(names)]
+        sets.append({k: makers[k]() for k in (order[::-1] if b % 2 else order)})
+    n = steps_per_sample(sets[0]["optax"])
     ratios: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(reps):
-        timed = forward if r % 2 == 0 else backward
-        order = names if (r // 2) % 2 == 0 else names[::-1]
+    for r in range(max(reps, builds)):
+        timed = sets[r % builds]
+        order = names if (r // builds) % 2 == 0 else names[::-1]
         for k in order:
             timed[k].run(n)
         for k in names:
             ratios[k].append(timed[k].samples[-1] / timed["optax"].samples[-1])
     return {
         k: (
-            statistics.median(forward[k].samples + backward[k].samples),
+            statistics.median(x for t in sets for x in t[k].samples),
             statistics.median(ratios[k]),
         )
         for k in names
@@ -291,6 +297,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="small sizes, few reps (a few minutes)")
     ap.add_argument("--cases", default="", help="comma list of opt:tree (default: all)")
     ap.add_argument("--reps", type=int, default=0)
+    ap.add_argument(
+        "--builds", type=int, default=0, help="instances per variant (default 4 tiny, 2 else)"
+    )
     ap.add_argument("--torch", action="store_true", help="also time torch.optim (foreach)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compile-time table")
     ap.add_argument("--no-memory", action="store_true", help="skip the temp-memory table")
@@ -335,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             makers["packed"] = lambda: build(gradtx, opt, shapes, dtype, packed=True)
         if tree == "tiny":  # the bare jit boundary: p - lr * g over the same leaves, no state
             makers["floor"] = lambda: build_floor(shapes, dtype)
-        res = paired(makers, reps)
+        res = paired(makers, reps, args.builds or (4 if tree == "tiny" else 2))
         (ma, ratio), (mb, _) = res["gradtx"], res["optax"]
         fcol = "–"
         if "flatten" in res:
