@@ -6,7 +6,7 @@ machine load hit both.  Reported: median ms per step for each, the gradtx/optax 
 memory-roofline estimate (bytes a step must move / measured triad bandwidth).
 
     python benchmarks/bench.py            # full run (~10 min on 2 cores)
-    python benchmarks/bench.py --quick    # a few minutes: 1M-element cases, 250 tiny leaves
+    python benchmarks/bench.py --quick    # under a minute: adam and clip+adamw, 1M elements
     python benchmarks/bench.py --cases adam:big,adam:tiny --reps 15
 
 Results go to stdout as a markdown table (and to --json if given).
@@ -44,7 +44,7 @@ def tree_big(n: int) -> list[tuple[int, ...]]:
 def tree_transformer(n: int) -> list[tuple[int, ...]]:
     """~200 leaves shaped like a small transformer (embeddings, qkv/out/mlp kernels, biases,
     norm scales), scaled so the total is about ``n`` elements."""
-    d = 256
+    d = 64  # the smallest width whose tree reaches n: 320 for 16M (21M elements), 64 for 1M
     while True:
         shapes: list[tuple[int, ...]] = [(4096, d)]
         for _ in range(16):
@@ -196,9 +196,12 @@ def paired(
     }
 
 
-def steps_for(ms_per_step: float, seconds: float = 0.5) -> int:
-    """Steps for one timing sample to last about ``seconds`` (3 to 200)."""
-    return max(3, min(200, int(seconds * 1e3 / ms_per_step)))
+SAMPLE_SECONDS = [0.5]  # --quick sets 0.1
+
+
+def steps_for(ms_per_step: float) -> int:
+    """Steps for one timing sample to last about ``SAMPLE_SECONDS`` (3 to 200)."""
+    return max(3, min(200, int(SAMPLE_SECONDS[0] * 1e3 / ms_per_step)))
 
 
 def steps_per_sample(t: Timed) -> int:
@@ -294,7 +297,11 @@ TREES = {
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes, few reps (a few minutes)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="adam and clip+adamw at 1M elements (250 tiny leaves), short samples: under a minute",
+    )
     ap.add_argument("--cases", default="", help="comma list of opt:tree (default: all)")
     ap.add_argument("--reps", type=int, default=0)
     ap.add_argument(
@@ -308,8 +315,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     total = 2**20 if args.quick else 16 * 2**20
     reps = args.reps or (4 if args.quick else 12)
+    if args.quick:
+        SAMPLE_SECONDS[0] = 0.1
     if args.cases:
         cases = [tuple(c.split(":")) for c in args.cases.split(",")]
+    elif args.quick:
+        cases = [(o, t) for o in ("adam", "clip_adamw") for t in TREES]
     else:
         cases = [
             (o, t)
@@ -344,7 +355,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             makers["packed"] = lambda: build(gradtx, opt, shapes, dtype, packed=True)
         if tree == "tiny":  # the bare jit boundary: p - lr * g over the same leaves, no state
             makers["floor"] = lambda: build_floor(shapes, dtype)
-        res = paired(makers, reps, args.builds or (4 if tree == "tiny" else 2))
+        builds = args.builds or (4 if tree == "tiny" and not args.quick else 2)
+        res = paired(makers, reps, builds)
         (ma, ratio), (mb, _) = res["gradtx"], res["optax"]
         fcol = "–"
         if "flatten" in res:
@@ -382,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "\n| leaves | gradtx compile s | gradtx flatten compile s | optax compile s | "
             "ratio | flatten ratio |\n|---|---|---|---|---|---|"
         )
-        for n_leaves in [100, 1000] if args.quick else [100, 1000, 4000]:
+        for n_leaves in [100, 300] if args.quick else [100, 1000, 4000]:
             co = compile_seconds(optax, n_leaves)
             cg = compile_seconds(gradtx, n_leaves)
             cf = compile_seconds(gradtx, n_leaves, lambda t: gradtx.flatten(t, FLAT_MAX))
