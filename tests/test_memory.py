@@ -25,12 +25,28 @@ def _step(tx):
         lambda: gradtx.adamw(1e-3, weight_decay=1e-2),
         lambda: gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(1e-3)),
         lambda: gradtx.sgd(1e-2, momentum=0.9, nesterov=True),
+        # low-precision state: the update must come from the moments as stored, or XLA keeps a
+        # copy of each old moment while the new one is written in place (seen before the fix)
+        lambda: gradtx.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
+        lambda: gradtx.sgd(1e-2, momentum=0.9, accumulator_dtype=jnp.bfloat16),
+        (jnp.bfloat16, lambda: gradtx.adam(1e-3, mu_dtype=jnp.float32)),
+        (jnp.bfloat16, lambda: gradtx.rmsprop(1e-3, centered=True)),
     ],
-    ids=["adam", "adamw", "clip_adamw", "sgd_nesterov"],
+    ids=[
+        "adam",
+        "adamw",
+        "clip_adamw",
+        "sgd_nesterov",
+        "adam_bf16_moments",
+        "sgd_bf16_trace",
+        "adam_bf16_params",
+        "rmsprop_centered_bf16_params",
+    ],
 )
 def test_donated_step_needs_no_param_sized_temporary(make):
+    dtype, make = make if isinstance(make, tuple) else (jnp.float32, make)
     tx = make()
-    params = {"w": jnp.zeros((N,), jnp.float32), "b": jnp.zeros((64,), jnp.float32)}
+    params = {"w": jnp.zeros((N,), dtype), "b": jnp.zeros((64,), dtype)}
     state = jax.eval_shape(tx.init, params)
     compiled = _step(tx).lower(params, state, params).compile()
     temp = compiled.memory_analysis().temp_size_in_bytes
