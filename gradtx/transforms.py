@@ -157,7 +157,7 @@ def trace(
 
     With ``dampening = 0`` this is optax's ``optax.trace``; with dampening it is torch's SGD
     momentum buffer (the first step is not damped).  ``accumulator_dtype`` stores ``m`` in that
-    dtype (e.g. bfloat16).
+    dtype (e.g. bfloat16); the update then uses ``m`` as stored.
     """
     check_ranges("trace", decay=(decay, "[0, inf)"), dampening=(dampening, "[0, 1]"))
     acc_dtype = _tree.canonical_dtype(accumulator_dtype)
