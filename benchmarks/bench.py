@@ -5,7 +5,7 @@ params and state donated, and times them alternately in one process (A, B, A, B,
 machine load hit both.  Reported: median ms per step for each, the gradtx/optax ratio, and the
 memory-roofline estimate (bytes a step must move / measured triad bandwidth).
 
-    python benchmarks/bench.py            # full run (~10 min on 2 cores)
+    python benchmarks/bench.py            # full run (~30 min on 2 cores)
     python benchmarks/bench.py --quick    # under a minute: adam and clip+adamw, 1M elements
     python benchmarks/bench.py --cases adam:big,adam:tiny --reps 15
 
@@ -70,19 +70,18 @@ def make_tree(shapes: list[tuple[int, ...]], dtype: Any, seed: int = 0) -> dict[
 
 # --- optimizers ----------------------------------------------------------------------------------
 
-OPTS: dict[str, tuple[Callable[[Any], Any], int]] = {
-    # name -> (factory(lib), state arrays per param)
-    "adam": (lambda lib: lib.adam(1e-3), 2),
-    "adamw": (lambda lib: lib.adamw(1e-3, weight_decay=1e-2), 2),
-    "sgd_nesterov": (lambda lib: lib.sgd(1e-2, momentum=0.9, nesterov=True), 1),
-    "rmsprop": (lambda lib: lib.rmsprop(1e-3), 1),
-    "clip_adamw": (
-        lambda lib: lib.chain(lib.clip_by_global_norm(1.0), lib.adamw(1e-3, weight_decay=1e-2)),
-        2,
+OPTS: dict[str, Callable[[Any], Any]] = {
+    # name -> factory(lib), for lib in (gradtx, optax)
+    "adam": lambda lib: lib.adam(1e-3),
+    "adamw": lambda lib: lib.adamw(1e-3, weight_decay=1e-2),
+    "sgd_nesterov": lambda lib: lib.sgd(1e-2, momentum=0.9, nesterov=True),
+    "rmsprop": lambda lib: lib.rmsprop(1e-3),
+    "clip_adamw": lambda lib: lib.chain(
+        lib.clip_by_global_norm(1.0), lib.adamw(1e-3, weight_decay=1e-2)
     ),
-    "adam_bf16": (lambda lib: lib.adam(1e-3, mu_dtype=jnp.float32), 2),
+    "adam_bf16": lambda lib: lib.adam(1e-3, mu_dtype=jnp.float32),
     # float32 params, first moment stored in bfloat16 (optax has no nu_dtype): memory table only
-    "adam_mu_bf16": (lambda lib: lib.adam(1e-3, mu_dtype=jnp.bfloat16), 2),
+    "adam_mu_bf16": lambda lib: lib.adam(1e-3, mu_dtype=jnp.bfloat16),
 }
 PARAM_DTYPE = {"adam_bf16": jnp.bfloat16}  # default float32
 
@@ -92,7 +91,7 @@ def step_bytes(opt: str, shapes: list[tuple[int, ...]]) -> int:
     gradtx stores them in).  Clipping adds one more read of g (the norm)."""
     dtype = PARAM_DTYPE.get(opt, jnp.float32)
     params = jax.eval_shape(lambda: make_tree(shapes, dtype))
-    state = jax.eval_shape(OPTS[opt][0](gradtx).init, params)
+    state = jax.eval_shape(OPTS[opt](gradtx).init, params)
     p_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
     s_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
     return (4 if opt.startswith("clip") else 3) * p_bytes + 2 * s_bytes
@@ -136,7 +135,7 @@ def build(
 ) -> Timed:
     """One library's jitted step, compiled and warmed.  ``packed``: params and grads kept in
     ``gradtx.ravel``'s layout, as a training loop that unravels inside its loss would hold them."""
-    tx = wrap(OPTS[opt][0](lib))
+    tx = wrap(OPTS[opt](lib))
     params = make_tree(shapes, dtype, 0)
     grads = make_tree(shapes, dtype, 1)
     if packed:
@@ -161,7 +160,7 @@ def build_floor(shapes: list[tuple[int, ...]], dtype: Any) -> Timed:
 
 
 def paired(
-    makers: dict[str, Callable[[], Timed]], reps: int, builds: int = 2
+    makers: dict[str, Callable[[], Timed]], reps: int, builds: int = 2, seconds: float = 0.5
 ) -> dict[str, tuple[float, float]]:
     """Times every variant against ``makers["optax"]``: ``{name: (median ms, median ratio)}``.
 
@@ -178,7 +177,7 @@ def paired(
     for b in range(builds):
         order = names[b % len(names) :] + names[: b % len(names)]
         sets.append({k: makers[k]() for k in (order[::-1] if b % 2 else order)})
-    n = steps_per_sample(sets[0]["optax"])
+    n = steps_per_sample(sets[0]["optax"], seconds)
     ratios: dict[str, list[float]] = {k: [] for k in names}
     for r in range(max(reps, builds)):
         timed = sets[r % builds]
@@ -196,18 +195,15 @@ def paired(
     }
 
 
-SAMPLE_SECONDS = [0.5]  # --quick sets 0.1
+def steps_for(ms_per_step: float, seconds: float) -> int:
+    """Steps for one timing sample to last about ``seconds`` (3 to 200)."""
+    return max(3, min(200, int(seconds * 1e3 / ms_per_step)))
 
 
-def steps_for(ms_per_step: float) -> int:
-    """Steps for one timing sample to last about ``SAMPLE_SECONDS`` (3 to 200)."""
-    return max(3, min(200, int(SAMPLE_SECONDS[0] * 1e3 / ms_per_step)))
-
-
-def steps_per_sample(t: Timed) -> int:
+def steps_per_sample(t: Timed, seconds: float) -> int:
     """``steps_for`` a variant, from 3 untimed steps (not kept as a sample)."""
     t.run(3)
-    return steps_for(t.samples.pop())
+    return steps_for(t.samples.pop(), seconds)
 
 
 # --- machine figures -----------------------------------------------------------------------------
@@ -246,7 +242,7 @@ def compile_seconds(lib: Any, n_leaves: int, wrap: Callable = lambda t: t) -> fl
 
 def peak_temp_bytes(lib: Any, opt: str, shapes: list[tuple[int, ...]], dtype: Any) -> int:
     """XLA's temp-buffer allocation for the donated step (what it needs beyond inputs/outputs)."""
-    tx = OPTS[opt][0](lib)
+    tx = OPTS[opt](lib)
     params = make_tree(shapes, dtype)
     state = jax.eval_shape(tx.init, params)
     step = make_step(tx, lib.apply_updates)
@@ -315,8 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     total = 2**20 if args.quick else 16 * 2**20
     reps = args.reps or (4 if args.quick else 12)
-    if args.quick:
-        SAMPLE_SECONDS[0] = 0.1
+    seconds = 0.1 if args.quick else 0.5  # per timing sample
     if args.cases:
         cases = [tuple(c.split(":")) for c in args.cases.split(",")]
     elif args.quick:
@@ -325,8 +320,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cases = [
             (o, t)
             for o in OPTS
+            if o != "adam_mu_bf16"  # memory table only
             for t in TREES
-            if not (o == "adam_bf16" and t == "tiny") and o != "adam_mu_bf16"
+            if (o, t) != ("adam_bf16", "tiny")
         ]
 
     bw = triad_bandwidth(max(total, 4 * 2**20))
@@ -356,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if tree == "tiny":  # the bare jit boundary: p - lr * g over the same leaves, no state
             makers["floor"] = lambda: build_floor(shapes, dtype)
         builds = args.builds or (4 if tree == "tiny" and not args.quick else 2)
-        res = paired(makers, reps, builds)
+        res = paired(makers, reps, builds, seconds)
         (ma, ratio), (mb, _) = res["gradtx"], res["optax"]
         fcol = "–"
         if "flatten" in res:
@@ -367,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             fcol += f"; bare `p - lr*g` {res['floor'][0]:.3f} ({res['floor'][1]:.2f})"
         roof = step_bytes(opt, shapes) / (bw * 1e9) * 1e3
         with_torch = args.torch and dtype == jnp.float32
-        tms = torch_step_ms(opt, shapes, 3, steps_for(ma)) if with_torch else None
+        tms = torch_step_ms(opt, shapes, 3, steps_for(ma, seconds)) if with_torch else None
         tcol = f"{tms:.3f}" if tms is not None else "–"
         print(
             f"| {opt} | {tree} | {len(shapes)} | {ma:.3f} | {mb:.3f} | {ratio:.2f} | "

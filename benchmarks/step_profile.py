@@ -27,7 +27,7 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optax
-from bench import make_step, make_tree, tree_transformer
+from bench import make_tree, tree_transformer, triad_bandwidth
 
 import gradtx
 from gradtx import _tree
@@ -58,14 +58,14 @@ def donated_loop(fn: Callable, args: list[jax.Array]) -> Callable[[], jax.Array]
 
 
 def step_loop(tx: Any, lib: Any, params: Any, grads: Any) -> Callable[[], Any]:
-    step = make_step(tx, lib.apply_updates)
-    box = [jax.tree.map(jnp.copy, params), tx.init(params)]
+    """A library's whole step, params and state donated (as ``bench.make_step``)."""
 
-    def call() -> Any:
-        box[0], box[1] = step(box[0], box[1], grads)
-        return box[0]
+    def step(params_state: tuple[Any, Any], grads: Any) -> tuple[Any, Any]:
+        params, state = params_state
+        updates, state = tx.update(grads, state, params)
+        return lib.apply_updates(params, updates), state
 
-    return call
+    return donated_loop(step, [(params, tx.init(params)), grads])
 
 
 def adam_fusions() -> None:
@@ -74,7 +74,6 @@ def adam_fusions() -> None:
     v = jnp.abs(m) + 1e-3
     b1, b2, lr, eps = 0.9, 0.999, 1e-3, 1e-8
     pieces = {
-        "triad `a + s*c`": (lambda a, c: a + 0.5 * c, [m, g], 3),
         "fusion 1: `m' = b1 m + (1-b1) g`": (lambda m, g: b1 * m + (1 - b1) * g, [m, g], 3),
         "fusion 2: `v' = b2 v + (1-b2) g^2`": (lambda v, g: b2 * v + (1 - b2) * g * g, [v, g], 3),
         "fusion 3: `p' = p - lr m'/(sqrt(v')+eps)`": (
@@ -88,7 +87,7 @@ def adam_fusions() -> None:
             4,
         ),
     }
-    f_m, f_v, f_p = (fn for fn, _, _ in list(pieces.values())[1:4])
+    f_m, f_v, f_p = (fn for fn, _, _ in list(pieces.values())[:3])
 
     def three(pmv: tuple[jax.Array, ...], g: jax.Array) -> tuple[jax.Array, ...]:
         p, m, v = pmv
@@ -97,6 +96,10 @@ def adam_fusions() -> None:
 
     rows: dict[str, list[tuple[float, float]]] = {}
     for _ in range(3):
+        gbs = triad_bandwidth(N)  # bench's roofline bandwidth: 3 arrays per call
+        rows.setdefault("triad `a + s*c` (bench.triad_bandwidth)", []).append(
+            (12 * N / gbs / 1e6, gbs)
+        )
         for name, (fn, args, arrays) in pieces.items():
             ms = _median_ms(donated_loop(fn, args))
             rows.setdefault(name, []).append((ms, arrays * N * 4 / ms / 1e6))

@@ -636,7 +636,7 @@ def scale_by_belief(
 
         def leaf(g, m, s, *, keep):
             (m_new,) = keep(_tree.ema(g, m, c1))
-            m_new, s_new = keep(m_new, _tree.ema_sq(g - m_new, s, c2) + er)
+            _, s_new = keep(None, _tree.ema_sq(g - m_new, s, c2) + er)
             m_hat = _first_moment_hat(g, m_new, c1, db1, nesterov)
             u = m_hat / (jnp.sqrt(db2(s_new)) + e)
             return u.astype(g.dtype), m_new.astype(m.dtype), s_new.astype(s.dtype)

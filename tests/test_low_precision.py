@@ -69,8 +69,12 @@ def ref_rss(g, old, new, t):
     return g / np.sqrt(new[0] + EPS), (old[0] + g * g,)
 
 
+def _first_moment(g, m):
+    return B1 * m + (1 - B1) * g
+
+
 def _adam_moments(g, old):
-    return B1 * old[0] + (1 - B1) * g, B2 * old[1] + (1 - B2) * g * g
+    return _first_moment(g, old[0]), B2 * old[1] + (1 - B2) * g * g
 
 
 def ref_adam(nesterov):
@@ -88,27 +92,25 @@ def ref_amsgrad(g, old, new, t):
 
 def ref_adamax(g, old, new, t):
     m, n = new
-    return m / ((1 - B1**t) * n), (
-        B1 * old[0] + (1 - B1) * g,
-        np.maximum(B2 * old[1], abs(g) + EPS),
-    )
+    n_exact = np.maximum(B2 * old[1], abs(g) + EPS)
+    return m / ((1 - B1**t) * n), (_first_moment(g, old[0]), n_exact)
 
 
 def ref_belief(g, old, new, t):
     m, s = new
     s_exact = B2 * old[1] + (1 - B2) * (g - m) ** 2 + EPS
-    return _adam_like(m, s, g, t), (B1 * old[0] + (1 - B1) * g, s_exact)
+    return _adam_like(m, s, g, t), (_first_moment(g, old[0]), s_exact)
 
 
 def ref_yogi(g, old, new, t):
     g2 = g * g
     v = old[1] - (1 - B2) * np.sign(old[1] - g2) * g2
-    return _adam_like(*new, g, t), (B1 * old[0] + (1 - B1) * g, v)
+    return _adam_like(*new, g, t), (_first_moment(g, old[0]), v)
 
 
 def ref_lion(g, old, new, t):
     (m,) = old
-    return np.sign(B1 * m + (1 - B1) * g), (B2 * m + (1 - B2) * g,)
+    return np.sign(_first_moment(g, m)), (B2 * m + (1 - B2) * g,)
 
 
 CASES: dict[str, tuple[Callable[[], Any], Callable]] = {
