@@ -30,7 +30,7 @@ import optax
 from bench import make_tree, tree_transformer, triad_bandwidth
 
 import gradtx
-from gradtx import _tree
+from gradtx import kit
 
 N = 16 * 2**20
 
@@ -122,7 +122,7 @@ def global_norm() -> None:
     tree = make_tree(shapes, jnp.float32, 1)
     one = {"w": jnp.concatenate([x.ravel() for x in jax.tree.leaves(tree)])}
     params = make_tree(shapes, jnp.float32, 0)
-    norm = jax.jit(_tree.global_norm)
+    norm = jax.jit(kit.global_norm)
     rows: dict[str, list[float]] = {}
 
     def adamw(lib: Any) -> Any:

@@ -2,38 +2,41 @@
 
 An optimizer is a pair of pure functions ``init(params) -> state`` and
 ``update(updates, state, params=None, **extra) -> (updates, state)``; see ``gradtx.base``.
-The public names of the submodules are re-exported here, except ``gradtx.paths`` (parameter
-selection by path) and ``gradtx.parallel`` (sharded and data-parallel layouts), which are used as
-namespaces.
+The public names of the submodules are re-exported here.  Used as namespaces: ``gradtx.kit``
+(writing your own block), ``gradtx.registry`` (every optimizer and block, for tests and docs),
+``gradtx.paths`` (parameter selection by path), ``gradtx.parallel`` (sharded and data-parallel
+layouts), ``gradtx.torch_compat`` (PyTorch recipes) and ``gradtx.contrib`` (optax.contrib's
+names).
 """
 
 from gradtx import (  # noqa: F401
-    adaptive,
-    aliases,
     base,
+    blocks,
     clipping,
     combinators,
+    contrib,
     flat,
     hyperparams,
+    kit,
+    optimizers,
     parallel,
     paths,
-    plateau,
+    registry,
     schedules,
+    state,
     torch_compat,
-    transforms,
     wrappers,
 )
-from gradtx.adaptive import *  # noqa: F403
-from gradtx.aliases import *  # noqa: F403
 from gradtx.base import *  # noqa: F403
+from gradtx.blocks import *  # noqa: F403
 from gradtx.clipping import *  # noqa: F403
 from gradtx.combinators import *  # noqa: F403
 from gradtx.flat import *  # noqa: F403
 from gradtx.hyperparams import *  # noqa: F403
-from gradtx.plateau import *  # noqa: F403
+from gradtx.optimizers import *  # noqa: F403
 from gradtx.schedules import *  # noqa: F403
+from gradtx.state import *  # noqa: F403
 from gradtx.torch_compat import from_torch, torch_schedule  # noqa: F401
-from gradtx.transforms import *  # noqa: F403
 from gradtx.wrappers import *  # noqa: F403
 
 __version__ = "0.1.0"

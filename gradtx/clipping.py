@@ -7,22 +7,26 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
-from gradtx._tree import check_ranges, resolve
-from gradtx.base import Block, GradientTransformation, ScalarOrSchedule, transformation
-from gradtx.transforms import _stateless, leafwise
+from gradtx import kit
+from gradtx.base import GradientTransformation
+from gradtx.registry import register
 
 
-def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
-    """Element-wise clipping: ``u = clip(g, -max_delta, max_delta)``.  optax: ``optax.clip``;
-    torch: ``torch.nn.utils.clip_grad_value_``."""
-    check_ranges("clip", max_delta=(max_delta, "[0, inf)"))
+@register("block", optax="clip", examples=[{"max_delta": 0.5}], traced="max_delta")
+def clip(max_delta: kit.NonNegative) -> GradientTransformation:
+    """Element-wise clipping: ``u = clip(g, -max_delta, max_delta)``.
 
-    def fn(g, params, count):
-        d = resolve(max_delta, count)
-        return jax.tree.map(lambda x: jnp.clip(x, -_tree.scalar(d, x), _tree.scalar(d, x)), g)
+    Args:
+      max_delta: the largest magnitude an element keeps.
 
-    return _stateless(fn)
+    optax: ``optax.clip``; torch: ``torch.nn.utils.clip_grad_value_``.
+    """
+
+    def step(g, state, params, h):
+        d = h.max_delta
+        return jax.tree.map(lambda x: jnp.clip(x, -kit.scalar(d, x), kit.scalar(d, x)), g), state
+
+    return kit.block("clip", step, hyper={"max_delta": max_delta})
 
 
 class ClipByGlobalNormState(NamedTuple):
@@ -31,46 +35,57 @@ class ClipByGlobalNormState(NamedTuple):
     global_norm: jax.Array
 
 
-def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
+@register(
+    "block", optax="clip_by_global_norm", examples=[{"max_norm": 3.0}], traits=(), traced="max_norm"
+)
+def clip_by_global_norm(max_norm: kit.Positive) -> GradientTransformation:
     """``n = sqrt(sum_i ||g_i||^2)``; ``u = g`` if ``n < max_norm`` else ``u = g * max_norm / n``.
 
     The pre-clip norm is kept in the state (``tree_get(state, "global_norm")``), so logging it
-    costs no second pass.  optax: ``optax.clip_by_global_norm``; torch:
-    ``torch.nn.utils.clip_grad_norm_`` (which also scales when ``n == max_norm``, by a factor
-    ``max_norm / (n + 1e-6)``).
+    costs no second pass.
+
+    Args:
+      max_norm: the largest global norm the updates keep.
+
+    optax: ``optax.clip_by_global_norm``; torch: ``torch.nn.utils.clip_grad_norm_`` (which also
+    scales when ``n == max_norm``, by a factor ``max_norm / (n + 1e-6)``).
     """
-    check_ranges("clip_by_global_norm", max_norm=(max_norm, "(0, inf)"))
 
     def init(params):
         return ClipByGlobalNormState(jnp.zeros([], jnp.result_type(float)))
 
-    def update(updates, state, params=None, count=None, **extra):
-        norm = _tree.global_norm(updates)
-        m = resolve(max_norm, count)
-        clipped = norm >= m
-        factor = jnp.where(clipped, m / jnp.where(clipped, norm, 1), 1)
+    def step(updates, state, params, h):
+        norm = kit.global_norm(updates)
+        clipped = norm >= h.max_norm
+        factor = jnp.where(clipped, h.max_norm / jnp.where(clipped, norm, 1), 1)
         u = jax.tree.map(lambda x: (x * factor.astype(x.dtype)).astype(x.dtype), updates)
         return u, ClipByGlobalNormState(norm.astype(state.global_norm.dtype))
 
-    return transformation(Block(init, update))
+    return kit.block("clip_by_global_norm", step, init, hyper={"max_norm": max_norm})
 
 
-def clip_by_block_rms(threshold: ScalarOrSchedule) -> GradientTransformation:
+@register(
+    "block", optax="clip_by_block_rms", examples=[{"threshold": 0.7}], traits=(), traced="threshold"
+)
+def clip_by_block_rms(threshold: kit.Positive) -> GradientTransformation:
     """Per-leaf RMS clipping: ``r = sqrt(mean(|g|^2))`` over each leaf;
-    ``u = g / max(1, r / threshold)``.  optax: ``optax.clip_by_block_rms``."""
-    check_ranges("clip_by_block_rms", threshold=(threshold, "(0, inf)"))
+    ``u = g / max(1, r / threshold)``.
 
-    def fn(g, params, count):
-        th = resolve(threshold, count)
+    Args:
+      threshold: the largest RMS a leaf keeps.
 
+    optax: ``optax.clip_by_block_rms``.
+    """
+
+    def step(g, state, params, h):
         def leaf(x):
-            k = _tree.compute_dtype(x)
-            rms = jnp.sqrt(jnp.mean(_tree.abs_sq(x.astype(k))))
-            return (x / jnp.maximum(1, rms / _tree.scalar(th, rms)).astype(x.dtype)).astype(x.dtype)
+            rms = jnp.sqrt(jnp.mean(kit.abs_sq(x.astype(kit.compute_dtype(x)))))
+            factor = jnp.maximum(1, rms / kit.scalar(h.threshold, rms)).astype(x.dtype)
+            return (x / factor).astype(x.dtype)
 
-        return jax.tree.map(leaf, g)
+        return jax.tree.map(leaf, g), state
 
-    return _stateless(fn)
+    return kit.block("clip_by_block_rms", step, hyper={"threshold": threshold})
 
 
 def unitwise_norm(x: jax.Array, axis: int | tuple[int, ...] | None = None) -> jax.Array:
@@ -91,37 +106,42 @@ def unitwise_norm(x: jax.Array, axis: int | tuple[int, ...] | None = None) -> ja
             axis = tuple(range(x.ndim - 1))
         else:
             raise ValueError(f"unitwise_norm: no default units for shape {x.shape}; pass axis=...")
-    sq = jnp.sum(_tree.abs_sq(x), axis=axis, keepdims=True)
+    sq = jnp.sum(kit.abs_sq(x), axis=axis, keepdims=True)
     return jnp.broadcast_to(jnp.sqrt(sq), x.shape)
 
 
+@register(
+    "block", optax="adaptive_grad_clip", examples=[{"clipping": 0.1}], traits=(), traced="clipping"
+)
 def adaptive_grad_clip(
-    clipping: ScalarOrSchedule,
-    eps: ScalarOrSchedule = 1e-3,
+    clipping: kit.NonNegative,
+    eps: kit.NonNegative = 1e-3,
     axis: int | tuple[int, ...] | None = None,
 ) -> GradientTransformation:
     """Adaptive gradient clipping (AGC, Brock et al. 2021), unit by unit:
     ``m = clipping * max(||p||_unit, eps)``; ``u = g`` where ``||g||_unit < m``, else
     ``u = g * m / max(||g||_unit, 1e-6)``.  Units as in ``unitwise_norm``.  Needs ``params``.
-    Defaults: ``eps=1e-3``.  optax: ``optax.adaptive_grad_clip``.
+
+    Args:
+      clipping: the largest ratio of a unit's gradient norm to its parameter norm.
+      eps: the smallest parameter norm used (so zero-initialised units can move).
+      axis: the axes a unit's norm is taken over (``None``: by rank, see ``unitwise_norm``).
+
+    optax: ``optax.adaptive_grad_clip``.
     """
-    check_ranges("adaptive_grad_clip", clipping=(clipping, "[0, inf)"), eps=(eps, "[0, inf)"))
 
-    def fn(g, params, count):
-        if params is None:
-            raise ValueError("adaptive_grad_clip: update needs params (pass params=...)")
-        c, e = resolve(clipping, count), resolve(eps, count)
-
+    def step(g, state, params, h):
         def leaf(x, p):
             g_norm = unitwise_norm(x, axis)
-            limit = _tree.scalar(c, g_norm) * jnp.maximum(unitwise_norm(p, axis), e)
+            limit = kit.scalar(h.clipping, g_norm) * jnp.maximum(unitwise_norm(p, axis), h.eps)
             # the 1e-6 floor only guards the untaken branch of the where against 0/0
             scaled = x * (limit / jnp.maximum(g_norm, 1e-6))
             return (jnp.where(g_norm < limit, x, scaled).astype(x.dtype),)
 
-        return leafwise("adaptive_grad_clip", leaf, 1, g, params)[0]
+        return kit.leafwise("adaptive_grad_clip", leaf, 1, g, params)[0], state
 
-    return _stateless(fn)
+    hyper = {"clipping": clipping, "eps": eps}
+    return kit.block("adaptive_grad_clip", step, hyper=hyper, needs_params=True)
 
 
 __all__ = [

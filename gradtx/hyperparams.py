@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -26,14 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._tree import resolve
+from gradtx import kit
 from gradtx.base import (
     Block,
+    Chain,
     ChainState,
     GradientTransformation,
+    ScalarOrSchedule,
     chain,
     increment,
-    with_blocks,
     zero_count,
 )
 
@@ -59,28 +61,27 @@ def _is_number(value: Any) -> bool:
     return False
 
 
-def _annotation(param: inspect.Parameter) -> str:
-    a = param.annotation
-    return a if isinstance(a, str) else str(getattr(a, "__name__", a))
-
-
-def _static_integer(param: inspect.Parameter, value: Any) -> bool:
-    """Integers that shape the computation (sizes, periods, seeds, keys) stay static: an
-    int-annotated parameter, or an integer given where the factory does not expect a float."""
-    annotation = _annotation(param)
-    if annotation in ("int", "int | None", "Optional[int]"):
+def _is_hyper_hint(hint: Any) -> bool:
+    """Whether an annotation declares a numeric hyperparameter: a ``kit.Range`` that is not an
+    integer one (integers size the computation), ``ScalarOrSchedule`` or ``float``."""
+    rng = kit._range_in(hint)
+    if rng is not None:
+        return not rng.integer
+    if hint is float or hint is ScalarOrSchedule:
         return True
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        return False
-    expects_float = isinstance(param.default, float) or any(
-        word in annotation for word in ("float", "Schedule")
-    )
-    return not expects_float
+    return any(_is_hyper_hint(a) for a in typing.get_args(hint))
 
 
-def _is_static_name(name: str) -> bool:
-    # masks and label functions are callables of the params, not schedules; dtypes are callable
-    return any(word in name for word in ("mask", "label", "dtype"))
+def declared_hyperparams(factory: Callable[..., Any]) -> set[str] | None:
+    """The arguments ``factory``'s annotations declare numeric.  gradtx's factories annotate
+    each hyperparameter with a ``kit`` type (``kit.Rate``, ``kit.Decay``, ...); ``None`` when
+    the factory declares none (e.g. a foreign one)."""
+    try:
+        hints = typing.get_type_hints(inspect.unwrap(factory), include_extras=True)
+    except Exception:  # unresolvable annotations: treat the factory as foreign
+        return None
+    declared = {n for n, h in hints.items() if n != "return" and _is_hyper_hint(h)}
+    return declared or None
 
 
 def _storage_dtype(hyperparam_dtype: Any) -> jnp.dtype:
@@ -118,10 +119,14 @@ def inject_hyperparams(
     - a callable: a schedule ``step -> value`` evaluated at the optimizer's step counter (the
       ``count`` of its ``ChainState``, the same one the unwrapped optimizer would use), its
       value recorded in ``state.hyperparams[name]``; setting that entry has no effect;
-    - static (passed to the factory unchanged): booleans, ``None``, strings, dtypes, any other
-      object, integers for int-typed arguments (an ``int`` annotation, or an integer where
-      neither a float default nor a float/schedule annotation is declared), arguments whose name
-      contains ``mask``, ``label`` or ``dtype``, and the names listed in ``static_args``.
+    - static (passed to the factory unchanged): everything else, and the names in
+      ``static_args``.
+
+    Which arguments are hyperparameters is declared, not guessed: a gradtx factory annotates
+    each one with a ``kit`` type (``learning_rate: kit.Rate``, ``b1: kit.Decay``) and only those
+    are candidates, so masks, label functions, dtypes, keys and integer sizes stay static.  A
+    factory without such annotations (e.g. optax's) follows optax's rule: every number and every
+    callable is a hyperparameter unless named in ``static_args``.
 
     The wrapped optimizer computes exactly what ``inner_factory(**same_args)`` computes (float64
     bit-for-bit).  Floating-point params keep their dtype in state and updates.  The factory is
@@ -142,6 +147,7 @@ def inject_hyperparams(
             f"{list(signature.parameters)}"
         )
     dtype = _storage_dtype(hyperparam_dtype)
+    declared = declared_hyperparams(inner_factory)
 
     @functools.wraps(inner_factory)
     def build(*args: Any, **kwargs: Any) -> GradientTransformation:
@@ -155,7 +161,7 @@ def inject_hyperparams(
                     f"inject_hyperparams: {inner_factory.__name__} takes *{name}; wrap a factory "
                     "with named parameters"
                 )
-            if name in static or _is_static_name(name) or _static_integer(param, value):
+            if name in static or (declared is not None and name not in declared):
                 fixed[name] = value
             elif _is_number(value):
                 # a whole number given for a float hyperparameter must not be stored as int
@@ -169,7 +175,8 @@ def inject_hyperparams(
 
         def current(hyperparams: dict[str, Any], count: jax.Array) -> dict[str, jax.Array]:
             values = {
-                n: resolve(schedules[n], count) if n in schedules else hyperparams[n] for n in order
+                n: kit.resolve(schedules[n], count) if n in schedules else hyperparams[n]
+                for n in order
             }
             return {n: _as_stored(v, dtype) for n, v in values.items()}
 
@@ -217,7 +224,7 @@ def inject_hyperparams(
             )
 
         # inside a gradtx chain this runs as one block on the chain's counter
-        return with_blocks(GradientTransformation(init, update), (Block(block_init, block_update),))
+        return Chain((Block(block_init, block_update),), init=init, update=update)
 
     return build
 

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._tree import check_ranges
 from gradtx.base import Schedule
+from gradtx.kit import check_ranges
 
 Scalar = Any  # a float, or a scalar array
 

@@ -18,18 +18,17 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
-from gradtx._tree import check_ranges, resolve
+from gradtx import kit
 from gradtx.base import (
     Block,
+    Chain,
     GradientTransformation,
     ScalarOrSchedule,
     chain,
     increment,
     transformation,
-    tree_get,
 )
-from gradtx.transforms import leafwise
+from gradtx.state import tree_get
 
 Tree = Any
 
@@ -99,7 +98,7 @@ def skip_large_updates(
     """A ``should_skip_update_fn``: skip when ``sum_i ||g_i||^2 >= max_squared_norm`` (or is NaN).
     Bind the threshold with ``functools.partial``.  optax: same name."""
     del gradient_step, params
-    sq = _tree.global_norm(updates) ** 2
+    sq = kit.global_norm(updates) ** 2
     skip = ~(sq < max_squared_norm)
     return skip, {"should_skip": skip, "norm_squared": sq}
 
@@ -129,17 +128,17 @@ def accumulate(
     update and accumulates in float32 by default).
     """
     if isinstance(every_k_schedule, int):
-        check_ranges("accumulate", every_k_schedule=(every_k_schedule, "[1, inf)"))
+        kit.check_ranges("accumulate", every_k_schedule=(every_k_schedule, "[1, inf)"))
     tx = _own_counter(inner)
     skip_fn = _never_skip if should_skip_update_fn is None else should_skip_update_fn
-    acc_dtype = _tree.canonical_dtype(accumulator_dtype)
+    acc_dtype = kit.canonical_dtype(accumulator_dtype)
 
     def acc_init(p):
-        return jnp.zeros_like(p, dtype=acc_dtype or _tree.compute_dtype(p))
+        return jnp.zeros_like(p, dtype=acc_dtype or kit.compute_dtype(p))
 
     def init(params):
         inner_state = tx.init(params)
-        zeros = _tree.zeros_like(params)
+        zeros = kit.zeros_like(params)
         _, skip_state = skip_fn(zeros, inner_state.count, params)
         return MultiStepsState(
             jnp.zeros([], jnp.int32), inner_state, jax.tree.map(acc_init, params), skip_state
@@ -147,9 +146,9 @@ def accumulate(
 
     def update(updates, state, params=None, count=None, **extra):
         n = state.inner_opt_state.count
-        k = jnp.asarray(resolve(every_k_schedule, n), jnp.int32)
+        k = jnp.asarray(kit.resolve(every_k_schedule, n), jnp.int32)
         skip, skip_state = skip_fn(updates, n, params)
-        summed = leafwise(
+        summed = kit.leafwise(
             "MultiSteps",
             lambda g, a: ((a + g.astype(a.dtype)).astype(a.dtype),),
             1,
@@ -168,7 +167,7 @@ def accumulate(
 
         def apply(_):
             u, inner_state = inner_step()
-            return u, inner_state, _tree.zeros_like(summed), jnp.zeros([], jnp.int32)
+            return u, inner_state, kit.zeros_like(summed), jnp.zeros([], jnp.int32)
 
         def hold(_):
             mini = increment(state.mini_step)
@@ -190,7 +189,7 @@ def accumulate(
     return transformation(Block(init, update))
 
 
-class MultiSteps:
+class MultiSteps(Chain):
     """Gradient accumulation with optax's interface: ``MultiSteps(inner, every_k_schedule)``
     has ``init``, ``update``, ``has_updated(state)``, ``inner_opt`` and
     ``gradient_transformation()``.  The update rule and arguments are those of ``accumulate``.
@@ -200,25 +199,26 @@ class MultiSteps:
     ``tree_get(state, "inner_opt_state").count`` the real updates.  optax: ``optax.MultiSteps``.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         opt: GradientTransformation,
         every_k_schedule: int | Callable[[jax.Array], Any],
         use_grad_mean: bool = True,
         should_skip_update_fn: ShouldSkipFn | None = None,
         accumulator_dtype: Any = None,
-    ):
-        self._opt = opt
-        self._tx = accumulate(
-            opt, every_k_schedule, use_grad_mean, should_skip_update_fn, accumulator_dtype
-        )
-        # instance attributes (not methods) so ``chain(multi_steps, ...)`` sees gradtx blocks
-        self.init = self._tx.init
-        self.update = self._tx.update
+    ) -> MultiSteps:
+        args = (opt, every_k_schedule, use_grad_mean, should_skip_update_fn, accumulator_dtype)
+        tx = accumulate(*args)
+        self = super().__new__(cls, tx.blocks, init=tx.init, update=tx.update)
+        self._args = args
+        return self
+
+    def __getnewargs_ex__(self) -> tuple[tuple, dict]:
+        return self._args, {}
 
     @property
     def inner_opt(self) -> GradientTransformation:
-        return self._opt
+        return self._args[0]
 
     def has_updated(self, state: Any) -> jax.Array:
         """True right after a micro-step that made a real update."""
@@ -226,8 +226,8 @@ class MultiSteps:
         done = tree_get(state, "inner_opt_state").count
         return (mini == 0) & (done > 0)
 
-    def gradient_transformation(self) -> GradientTransformation:
-        return self._tx
+    def gradient_transformation(self) -> Chain:
+        return Chain(self.blocks, init=self.init, update=self.update)
 
 
 # --- non-finite safety ---------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def apply_if_finite(
     ``inner`` runs every step and the result is selected, so skipping costs no branch.
     optax: ``optax.apply_if_finite`` (which checks the incoming gradients only).
     """
-    check_ranges("apply_if_finite", max_consecutive_errors=(max_consecutive_errors, "[0, inf)"))
+    kit.check_ranges("apply_if_finite", max_consecutive_errors=(max_consecutive_errors, "[0, inf)"))
     tx = _own_counter(inner)
 
     def init(params):
@@ -290,7 +290,7 @@ def zero_nans() -> GradientTransformation:
         return ZeroNansState(jax.tree.map(lambda _: jnp.asarray(False), params))
 
     def update(updates, state, params=None, count=None, **extra):
-        _tree.check_match(
+        kit.check_match(
             "zero_nans",
             "updates",
             jax.tree.structure(updates),
@@ -336,7 +336,7 @@ def lookahead(
     """
     if not isinstance(sync_period, int) or sync_period < 1:
         raise ValueError(f"lookahead: sync_period={sync_period!r} must be an int >= 1")
-    check_ranges("lookahead", slow_step_size=(slow_step_size, "[0, 1]"))
+    kit.check_ranges("lookahead", slow_step_size=(slow_step_size, "[0, 1]"))
     tx = _own_counter(fast_optimizer)
 
     def init(params):
@@ -348,14 +348,14 @@ def lookahead(
             raise ValueError("lookahead: update needs params (pass params=...)")
         u, fast = tx.update(updates, state.fast_state, params, **extra)
         sync = (count + 1) % sync_period == 0
-        alpha = resolve(slow_step_size, count)
+        alpha = kit.resolve(slow_step_size, count)
 
         def leaf(u_, p, s):
-            a = _tree.scalar(alpha, s)
+            a = kit.scalar(alpha, s)
             s_new = jnp.where(sync, s + a * (p + u_ - s), s).astype(s.dtype)
             return jnp.where(sync, s_new - p, u_).astype(u_.dtype), s_new
 
-        out, slow = leafwise("lookahead", leaf, 2, u, params, state.slow)
+        out, slow = kit.leafwise("lookahead", leaf, 2, u, params, state.slow)
         if reset_state:
             fast = _pick(sync, tx.init(params), fast)
         return out, LookaheadState(slow, fast)
@@ -390,8 +390,8 @@ def ema_params(
     "EMA weights" started from the initial params).  Read it with ``averaged_params(state)``.
     optax has no direct equivalent (``optax.ema`` averages updates, not params).
     """
-    check_ranges("ema_params", decay=(decay, "[0, 1)" if debias else "[0, 1]"))
-    acc_dtype = _tree.canonical_dtype(accumulator_dtype)
+    kit.check_ranges("ema_params", decay=(decay, "[0, 1)" if debias else "[0, 1]"))
+    acc_dtype = kit.canonical_dtype(accumulator_dtype)
 
     def init(params):
         return EmaParamsState(jax.tree.map(lambda p: jnp.array(p, dtype=acc_dtype), params))
@@ -399,15 +399,15 @@ def ema_params(
     def update(updates, state, params=None, count=None, **extra):
         if params is None:
             raise ValueError("ema_params: update needs params (pass params=...)")
-        d = resolve(decay, count)
+        d = kit.resolve(decay, count)
 
         def leaf(u, p, z):
             x = (p + u).astype(p.dtype)
-            w = (1 - d) / (1 - _tree.power(d, count + 1, z)) if debias else 1 - d
-            w = jnp.asarray(w, _tree.compute_dtype(z))
+            w = (1 - d) / (1 - kit.power(d, count + 1, z)) if debias else 1 - d
+            w = jnp.asarray(w, kit.compute_dtype(z))
             return u, (z + w * (x - z)).astype(z.dtype)
 
-        out, z = leafwise("ema_params", leaf, 2, updates, params, state.ema_params)
+        out, z = kit.leafwise("ema_params", leaf, 2, updates, params, state.ema_params)
         return out, EmaParamsState(z)
 
     return transformation(Block(init, update))
@@ -436,7 +436,7 @@ def apply_every(k: int = 1) -> GradientTransformation:
         raise ValueError(f"apply_every: k={k!r} must be an int >= 1")
 
     def init(params):
-        return ApplyEveryState(_tree.zeros_like(params))
+        return ApplyEveryState(kit.zeros_like(params))
 
     def update(updates, state, params=None, count=None, **extra):
         phase = count % k
@@ -445,7 +445,7 @@ def apply_every(k: int = 1) -> GradientTransformation:
             acc = jnp.where(phase == 0, g, a + g).astype(a.dtype)
             return jnp.where(phase == k - 1, acc, jnp.zeros_like(acc)).astype(g.dtype), acc
 
-        u, acc = leafwise("apply_every", leaf, 2, updates, state.grad_acc)
+        u, acc = kit.leafwise("apply_every", leaf, 2, updates, state.grad_acc)
         return u, ApplyEveryState(acc)
 
     return transformation(Block(init, update))

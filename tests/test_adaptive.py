@@ -1,4 +1,4 @@
-"""Self-tuning optimizers (gradtx.adaptive) against NumPy transcriptions of the papers'
+"""Self-tuning optimizers (gradtx.optimizers.self_tuning) against NumPy transcriptions of the papers'
 algorithms and against optax.contrib, on a small quadratic with a two-leaf parameter tree.
 
 Each group of trajectories is one jitted ``lax.scan``, computed once per module by a fixture,
@@ -15,7 +15,8 @@ import optax.contrib
 import pytest
 
 import gradtx
-from gradtx.adaptive import (
+from gradtx import tree_get, tree_paths, tree_set
+from gradtx.optimizers.self_tuning import (
     adam_hd,
     dadapt_adamw,
     prodigy,
@@ -26,7 +27,6 @@ from gradtx.adaptive import (
     sgd_hd,
     swats,
 )
-from gradtx.base import tree_get, tree_paths, tree_set
 
 TOL = 1e-10
 

@@ -12,8 +12,8 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import serialization
 
-import gradtx.aliases as aliases
-from gradtx.base import apply_updates, chain, tree_get
+import gradtx as aliases
+from gradtx import apply_updates, chain, tree_get
 from gradtx.clipping import clip_by_global_norm
 from gradtx.combinators import masked
 from gradtx.wrappers import (
@@ -44,7 +44,11 @@ def _alias(name):
     return fn(1.0) if name == "adadelta" else fn(0.05)
 
 
-OPTIMIZERS = {name: _alias(name) for name in aliases.__all__}
+OPTIMIZERS = {
+    e.name: _alias(e.name)
+    for e in aliases.registry.entries("optimizer")
+    if e.family != "self_tuning"
+}
 OPTIMIZERS.update(
     {
         "masked_adam": masked(aliases.adam(0.05), {"w": True, "b": False}),

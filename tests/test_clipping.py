@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from gradtx.base import tree_get
+from gradtx import tree_get
 from gradtx.clipping import (
     adaptive_grad_clip,
     clip,

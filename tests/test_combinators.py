@@ -19,8 +19,7 @@ import pytest
 from flax import nnx
 
 import gradtx
-from gradtx import paths
-from gradtx.base import chain, tree_paths
+from gradtx import chain, paths, scale, tree_paths
 from gradtx.combinators import (
     MaskedNode,
     PartitionState,
@@ -31,7 +30,6 @@ from gradtx.combinators import (
     selective_transform,
     set_to_zero,
 )
-from gradtx.transforms import scale
 
 # --- independent references --------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import optax
 import pytest
 from error_table import fast_compile, make_grads, make_params
 
-from gradtx import aliases as A
+import gradtx as A
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import gradtx
-from gradtx.base import ChainState, apply_updates, chain, tree_get, tree_paths, tree_set
+from gradtx import ChainState, apply_updates, chain, tree_get, tree_paths, tree_set
 from gradtx.hyperparams import InjectHyperparamsState, inject_hyperparams
 from gradtx.schedules import cosine_decay_schedule, linear_schedule, piecewise_constant_schedule
 

@@ -22,7 +22,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from gradtx import transforms as T
+import gradtx as T
 
 N = 4096
 STEPS = 5

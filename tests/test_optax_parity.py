@@ -17,9 +17,9 @@ import pytest
 from error_table import SCHED, WD_SCHED, fast_compile, make_grads, make_params, rel_err, run_tx
 
 import gradtx
-from gradtx import aliases as A
-from gradtx import clipping as C
-from gradtx import transforms as T
+import gradtx as A
+import gradtx as C
+import gradtx as T
 
 
 @pytest.fixture(autouse=True, scope="module")

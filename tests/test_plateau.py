@@ -27,9 +27,9 @@ from test_torch_parity import (
     trajectory_error,
 )
 
-from gradtx.base import tree_get
-from gradtx.plateau import reduce_on_plateau
+from gradtx import tree_get
 from gradtx.torch_compat import from_torch
+from gradtx.torch_compat.plateau import reduce_on_plateau
 
 
 def scripted_metric() -> np.ndarray:

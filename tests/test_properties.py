@@ -16,10 +16,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import gradtx
-from gradtx import paths
-from gradtx.base import chain, tree_paths
+from gradtx import (
+    add_decayed_weights,
+    chain,
+    paths,
+    scale_by_adam,
+    scale_by_learning_rate,
+    tree_paths,
+)
 from gradtx.combinators import masked, multi_transform
-from gradtx.transforms import add_decayed_weights, scale_by_adam, scale_by_learning_rate
 
 SETTINGS = settings(
     max_examples=10,

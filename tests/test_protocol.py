@@ -11,10 +11,10 @@ import pytest
 from error_table import fast_compile, leaves64, make_grads, make_params, rel_err, run_tx
 from flax import serialization
 
-from gradtx import aliases as A
-from gradtx import clipping as C
-from gradtx import transforms as T
-from gradtx.base import (
+import gradtx as A
+import gradtx as C
+import gradtx as T
+from gradtx import (
     ChainState,
     apply_updates,
     blocks_of,

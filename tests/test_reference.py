@@ -26,10 +26,10 @@ from error_table import (
     run_tx,
 )
 
-from gradtx import aliases as A
-from gradtx import clipping as C
-from gradtx import transforms as T
-from gradtx.base import chain, identity, tree_get
+import gradtx as A
+import gradtx as C
+import gradtx as T
+from gradtx import chain, identity, tree_get
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradtx.base import apply_updates
+from gradtx import apply_updates
 from gradtx.torch_compat import DEFAULTS, from_torch
 
 KEYS = ("a", "b")

@@ -27,7 +27,7 @@ from test_torch_parity import (
     trajectory_error,
 )
 
-from gradtx.torch_compat import _schedules, from_torch, torch_schedule
+from gradtx.torch_compat.optimizers import _schedules, from_torch, torch_schedule
 
 STEPS = 300
 

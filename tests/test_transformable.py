@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from error_table import fast_compile, make_params
 
-from gradtx import aliases as A
-from gradtx.base import apply_updates, tree_get
+import gradtx as A
+from gradtx import apply_updates, tree_get
 
 
 @pytest.fixture(autouse=True, scope="module")

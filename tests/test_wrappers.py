@@ -12,8 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from gradtx import adam, adamw, apply_updates, sgd
-from gradtx.base import chain, tree_get
+from gradtx import adam, adamw, apply_updates, chain, sgd, tree_get
 from gradtx.wrappers import (
     MultiSteps,
     accumulate,

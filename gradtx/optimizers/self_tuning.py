@@ -1,4 +1,4 @@
-"""Optimizers that tune their own step size.
+"""Self-tuning step sizes: optimizers that learn their own learning rate as they train.
 
 * Hypergradient descent (Baydin et al. 2018): the learning rate takes a gradient step of its own
   every iteration (``sgd_hd``, ``adam_hd``, or ``scale_by_hypergradient`` around any direction).
@@ -19,77 +19,35 @@ whole tree.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
-from gradtx._tree import check_ranges, resolve
+from gradtx import kit
 from gradtx.base import (
     Block,
     GradientTransformation,
-    ScalarOrSchedule,
     as_block,
     chain,
     identity,
     transformation,
-    tree_get,
 )
-from gradtx.transforms import (
-    add_decayed_weights,
-    leafwise,
-    scale_by_adam,
-    scale_by_learning_rate,
-    scale_by_rms,
-    trace,
-)
+from gradtx.blocks import add_decayed_weights, scale_by_learning_rate, trace
+from gradtx.optimizers.adam import scale_by_adam
+from gradtx.optimizers.rms import scale_by_rms
+from gradtx.registry import register
+from gradtx.state import tree_get
 
 Tree = Any
-
-
-# --- shared helpers ------------------------------------------------------------------------------
-
-
-def _scalar_dtype(params: Tree) -> jnp.dtype:
-    """dtype of the optimizer's scalars: the lowest float precision among the leaves (as optax
-    does), but never below float32 so a bfloat16 model still adapts its step size smoothly."""
-    dtypes = [jnp.result_type(x) for x in jax.tree.leaves(params)]
-    floats = [d for d in dtypes if jnp.issubdtype(d, jnp.floating)]
-    if not floats:
-        return jnp.dtype(jnp.float32)
-    lowest = min(floats, key=lambda d: jnp.finfo(d).bits)
-    return jnp.promote_types(lowest, jnp.float32)
-
-
-def _vdot(a: Tree, b: Tree) -> jax.Array:
-    """``<a, b>`` over all leaves, accumulated in at least float32 (real part for complex)."""
-    terms = [
-        jnp.sum((x.conj() * y).real.astype(_tree.compute_dtype(x)))
-        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    ]
-    return sum(terms) if terms else jnp.zeros([], jnp.float32)
-
-
-def _l1(tree: Tree) -> jax.Array:
-    """``sum |x|`` over all leaves, accumulated in at least float32."""
-    terms = [jnp.sum(jnp.abs(x).astype(_tree.compute_dtype(x))) for x in jax.tree.leaves(tree)]
-    return sum(terms) if terms else jnp.zeros([], jnp.float32)
+NonNegativeConstant = Annotated[float, kit.Range("[0, inf)")]
+"""A number >= 0 that is used as a constant (not a schedule)."""
+PositiveConstant = Annotated[float, kit.Range("(0, inf)")]
 
 
 def _scaled(factor: jax.Array, tree: Tree, like: Tree) -> Tree:
     """``factor * tree`` cast leaf by leaf to the dtypes of ``like``."""
     return jax.tree.map(lambda x, y: (factor * x).astype(jnp.result_type(y)), tree, like)
-
-
-def _copy(params: Tree) -> Tree:
-    # a distinct buffer, so params and the state holding a snapshot can both be donated
-    return jax.tree.map(lambda p: jnp.array(p, copy=True), params)
-
-
-def _need_params(where: str, params: Tree | None) -> None:
-    if params is None:
-        raise ValueError(f"{where}: update needs params (pass params=...)")
 
 
 # --- hypergradient descent -----------------------------------------------------------------------
@@ -105,10 +63,18 @@ class HypergradientState(NamedTuple):
     direction: Any
 
 
+@register(
+    optax=None,
+    traits=(),
+    examples=[
+        {"direction": identity(), "learning_rate": 0.05, "hyper_lr": 1e-3},
+        {"direction": trace(0.9), "learning_rate": 0.05, "hyper_lr": 1e-3},
+    ],
+)
 def scale_by_hypergradient(
     direction: GradientTransformation | Block,
-    learning_rate: float,
-    hyper_lr: ScalarOrSchedule,
+    learning_rate: NonNegativeConstant,
+    hyper_lr: kit.NonNegative,
 ) -> GradientTransformation:
     """Hypergradient descent on the learning rate (Baydin et al. 2018) around any direction.
 
@@ -123,37 +89,40 @@ def scale_by_hypergradient(
     ``tree_get(state, "learning_rate")``.  The lr is global (one scalar for the whole tree), as in
     the paper.  No optax/torch equivalent (the authors' torch code: ``SGDHD``, ``AdamHD``).
     """
-    check_ranges(
-        "scale_by_hypergradient",
-        learning_rate=(learning_rate, "[0, inf)"),
-        hyper_lr=(hyper_lr, "[0, inf)"),
-    )
     inner = as_block(direction)
 
     def init(params):
-        dt = _scalar_dtype(params)
+        dt = kit.scalar_dtype(params)
         return HypergradientState(
-            jnp.asarray(learning_rate, dt), _tree.zeros_like(params), inner.init(params)
+            jnp.asarray(learning_rate, dt), kit.zeros_like(params), inner.init(params)
         )
 
     def update(updates, state, params=None, count=None, **extra):
-        _tree.check_match(
+        kit.check_match(
             "scale_by_hypergradient", "updates", updates, "prev_direction", state.prev_direction
         )
         lr_old = state.learning_rate
-        beta = _tree.scalar(resolve(hyper_lr, count), lr_old)
-        lr = (lr_old + beta * _vdot(updates, state.prev_direction)).astype(lr_old.dtype)
+        beta = kit.scalar(kit.resolve(hyper_lr, count), lr_old)
+        lr = (lr_old + beta * kit.vdot(updates, state.prev_direction)).astype(lr_old.dtype)
         d, inner_state = inner.update(updates, state.direction, params, count=count, **extra)
         u = _scaled(-lr, d, updates)
-        return u, HypergradientState(lr, _tree.cast_like(d, state.prev_direction), inner_state)
+        return u, HypergradientState(lr, kit.cast_like(d, state.prev_direction), inner_state)
 
     return transformation(Block(init, update))
 
 
+@register(
+    optax=None,
+    traits=(),
+    examples=[
+        {"learning_rate": 0.05, "hyper_lr": 1e-3},
+        {"learning_rate": 0.05, "hyper_lr": 1e-3, "momentum": 0.9, "nesterov": True},
+    ],
+)
 def sgd_hd(
-    learning_rate: float,
-    hyper_lr: ScalarOrSchedule,
-    momentum: float | None = None,
+    learning_rate: NonNegativeConstant,
+    hyper_lr: kit.NonNegative,
+    momentum: kit.Fraction | None = None,
     nesterov: bool = False,
 ) -> GradientTransformation:
     """SGD-HD and SGDN-HD (Baydin et al. 2018): ``scale_by_hypergradient``
@@ -168,18 +137,18 @@ def sgd_hd(
     """
     if nesterov and momentum is None:
         raise ValueError("sgd_hd: nesterov=True needs a momentum in [0, 1]")
-    check_ranges("sgd_hd", momentum=(momentum, "[0, 1]"))
     d = identity() if momentum is None else trace(momentum, nesterov)
     return scale_by_hypergradient(d, learning_rate, hyper_lr)
 
 
+@register(optax=None, traits=(), examples=[{"learning_rate": 0.05, "hyper_lr": 1e-4}])
 def adam_hd(
-    learning_rate: float,
-    hyper_lr: ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
+    learning_rate: NonNegativeConstant,
+    hyper_lr: kit.NonNegative,
+    b1: kit.Decay = 0.9,
+    b2: kit.Decay = 0.999,
+    eps: kit.NonNegative = 1e-8,
+    eps_root: kit.NonNegative = 0.0,
 ) -> GradientTransformation:
     """Adam-HD (Baydin et al. 2018): ``scale_by_hypergradient`` around Adam's
     direction ``d_t = m̂_t / (sqrt(v̂_t + eps_root) + eps)`` (``scale_by_adam``)::
@@ -208,12 +177,13 @@ class SwatsState(NamedTuple):
     switch_step: jax.Array
 
 
+@register(optax=None, traits=(), examples=[{"learning_rate": 0.1, "switch_tol": 1e-3}])
 def swats(
-    learning_rate: ScalarOrSchedule = 1e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-9,
-    switch_tol: float | None = None,
+    learning_rate: kit.Rate = 1e-3,
+    b1: Annotated[float, kit.Range("[0, 1)")] = 0.9,
+    b2: Annotated[float, kit.Range("[0, 1)")] = 0.999,
+    eps: NonNegativeConstant = 1e-9,
+    switch_tol: NonNegativeConstant | None = None,
 ) -> GradientTransformation:
     """SWATS, switching from Adam to SGD (Keskar & Socher 2017, Algorithm 1).
 
@@ -238,19 +208,11 @@ def swats(
     Defaults are the paper's.  optax/torch: none.
     """
     tol = eps if switch_tol is None else switch_tol
-    check_ranges(
-        "swats",
-        learning_rate=(learning_rate, "[0, inf)"),
-        b1=(b1, "[0, 1)"),
-        b2=(b2, "[0, 1)"),
-        eps=(eps, "[0, inf)"),
-        switch_tol=(tol, "[0, inf)"),
-    )
     adam = as_block(scale_by_adam(b1, b2, lambda count: eps / jnp.sqrt(1 - b2 ** (count + 1.0))))
     momentum = as_block(trace(b1))
 
     def init(params):
-        zero = jnp.zeros([], _scalar_dtype(params))
+        zero = jnp.zeros([], kit.scalar_dtype(params))
         return SwatsState(
             adam.init(params), momentum.init(params), zero, zero, jnp.zeros([], jnp.int32)
         )
@@ -258,9 +220,9 @@ def swats(
     def adam_phase(updates, state, params, count, extra):
         sdt = state.gamma_ema.dtype
         direction, adam_state = adam.update(updates, state.adam, params, count=count, **extra)
-        alpha = jnp.asarray(resolve(learning_rate, count), sdt)
+        alpha = jnp.asarray(kit.resolve(learning_rate, count), sdt)
         p = _scaled(-alpha, direction, updates)
-        pg, pp = _vdot(p, updates).astype(sdt), _vdot(p, p).astype(sdt)
+        pg, pp = kit.vdot(p, updates).astype(sdt), kit.vdot(p, p).astype(sdt)
         projected = pg != 0
         gamma = pp / jnp.where(projected, -pg, 1)
         lam = jnp.where(projected, b2 * state.gamma_ema + (1 - b2) * gamma, state.gamma_ema)
@@ -303,10 +265,10 @@ class DAdaptAdamWState(NamedTuple):
     numerator_weighted: jax.Array
 
 
-def _betas_ranges(where: str, betas: tuple[float, float], **more: tuple[Any, str]) -> None:
+def _check_betas(where: str, betas: tuple[float, float]) -> None:
     if len(betas) != 2:
         raise ValueError(f"{where}: betas must be a pair (b1, b2), got {betas!r}")
-    check_ranges(where, betas=(betas, "[0, 1)"), **more)
+    kit.check_ranges(where, betas=(betas, "[0, 1)"))
 
 
 def _d_step(d: jax.Array, learning_rate: Any, b1: Any, b2: Any, count: jax.Array) -> jax.Array:
@@ -315,15 +277,16 @@ def _d_step(d: jax.Array, learning_rate: Any, b1: Any, b2: Any, count: jax.Array
     dt = d.dtype
     t = (count + 1).astype(dt)
     bias = jnp.sqrt(1 - jnp.asarray(b2, dt) ** t) / (1 - jnp.asarray(b1, dt) ** t)
-    return (d * resolve(learning_rate, count) * bias).astype(dt)
+    return (d * kit.resolve(learning_rate, count) * bias).astype(dt)
 
 
+@register(optax="contrib.dadapt_adamw", traits=(), examples=[{}, {"weight_decay": 0.01}])
 def dadapt_adamw(
-    learning_rate: ScalarOrSchedule = 1.0,
+    learning_rate: kit.Rate = 1.0,
     betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    estim_lr0: float = 1e-6,
-    weight_decay: float = 0.0,
+    eps: NonNegativeConstant = 1e-8,
+    estim_lr0: PositiveConstant = 1e-6,
+    weight_decay: NonNegativeConstant = 0.0,
 ) -> GradientTransformation:
     """D-Adapted AdamW (Defazio & Mishchenko 2023), optax's variant.  With ``c = sqrt(b2)``,
     ``l = learning_rate(t - 1)`` and ``dlr = d l sqrt(1 - b2^t) / (1 - b1^t)``::
@@ -338,28 +301,21 @@ def dadapt_adamw(
     ``optax.contrib.dadapt_adamw`` (same arguments and defaults, same numbers).
     """
     b1, b2 = betas
-    _betas_ranges(
-        "dadapt_adamw",
-        betas,
-        learning_rate=(learning_rate, "[0, inf)"),
-        eps=(eps, "[0, inf)"),
-        estim_lr0=(estim_lr0, "(0, inf)"),
-        weight_decay=(weight_decay, "[0, inf)"),
-    )
+    _check_betas("dadapt_adamw", betas)
     c = b2**0.5
 
     def init(params):
-        z = _tree.zeros_like
-        d0 = jnp.asarray(estim_lr0, _scalar_dtype(params))
+        z = kit.zeros_like
+        d0 = jnp.asarray(estim_lr0, kit.scalar_dtype(params))
         return DAdaptAdamWState(z(params), z(params), z(params), d0, jnp.zeros_like(d0))
 
     def update(updates, state, params=None, count=None, **extra):
-        _need_params("dadapt_adamw", params)
+        kit.need_params("dadapt_adamw", params)
         d, sdt = state.estim_lr, state.estim_lr.dtype
         dlr = _d_step(d, learning_rate, b1, b2, count)
 
         def leaf(g, m, v, s, p):
-            k = _tree.compute_dtype(g)
+            k = kit.compute_dtype(g)
             step = dlr.astype(k)
             num = jnp.sum(g * s / (jnp.sqrt(v) + eps))
             m_new = b1 * m + (1 - b1) * step * g
@@ -369,9 +325,9 @@ def dadapt_adamw(
             cast = lambda x, like: x.astype(like.dtype)
             return cast(u, g), cast(m_new, m), cast(v_new, v), cast(s_new, s), num.astype(k)
 
-        u, m, v, s, nums = leafwise("dadapt_adamw", leaf, 5, updates, *state[:3], params)
+        u, m, v, s, nums = kit.leafwise("dadapt_adamw", leaf, 5, updates, *state[:3], params)
         r = c * state.numerator_weighted + (1 - c) * dlr * sum(jax.tree.leaves(nums))
-        d_new = jnp.maximum(d, r / ((1 - c) * _l1(s))).astype(sdt)
+        d_new = jnp.maximum(d, r / ((1 - c) * kit.l1_norm(s))).astype(sdt)
         return u, DAdaptAdamWState(m, v, s, d_new, r.astype(sdt))
 
     return transformation(Block(init, update))
@@ -390,14 +346,19 @@ class ProdigyState(NamedTuple):
     numerator_weighted: jax.Array
 
 
+@register(
+    optax="contrib.prodigy",
+    traits=(),
+    examples=[{}, {"weight_decay": 0.01, "safeguard_warmup": True, "beta3": 0.9}],
+)
 def prodigy(
-    learning_rate: ScalarOrSchedule = 1.0,
+    learning_rate: kit.Rate = 1.0,
     betas: tuple[float, float] = (0.9, 0.999),
-    beta3: float | None = None,
-    eps: float = 1e-8,
-    estim_lr0: float = 1e-6,
-    estim_lr_coef: float = 1.0,
-    weight_decay: float = 0.0,
+    beta3: Annotated[float, kit.Range("[0, 1]")] | None = None,
+    eps: NonNegativeConstant = 1e-8,
+    estim_lr0: PositiveConstant = 1e-6,
+    estim_lr_coef: PositiveConstant = 1.0,
+    weight_decay: NonNegativeConstant = 0.0,
     safeguard_warmup: bool = False,
 ) -> GradientTransformation:
     """Prodigy (Mishchenko & Defazio 2023), Adam form, optax's variant.  With ``b3 = beta3``
@@ -414,30 +375,23 @@ def prodigy(
     """
     b1, b2 = betas
     b3 = b2**0.5 if beta3 is None else beta3
-    _betas_ranges(
-        "prodigy",
-        betas,
-        learning_rate=(learning_rate, "[0, inf)"),
-        beta3=(b3, "[0, 1]"),
-        eps=(eps, "[0, inf)"),
-        estim_lr0=(estim_lr0, "(0, inf)"),
-        estim_lr_coef=(estim_lr_coef, "(0, inf)"),
-        weight_decay=(weight_decay, "[0, inf)"),
-    )
+    _check_betas("prodigy", betas)
 
     def init(params):
-        z = _tree.zeros_like
-        d0 = jnp.asarray(estim_lr0, _scalar_dtype(params))
-        return ProdigyState(z(params), z(params), z(params), _copy(params), d0, jnp.zeros_like(d0))
+        z = kit.zeros_like
+        d0 = jnp.asarray(estim_lr0, kit.scalar_dtype(params))
+        return ProdigyState(
+            z(params), z(params), z(params), kit.copy(params), d0, jnp.zeros_like(d0)
+        )
 
     def update(updates, state, params=None, count=None, **extra):
-        _need_params("prodigy", params)
+        kit.need_params("prodigy", params)
         d, sdt = state.estim_lr, state.estim_lr.dtype
         dlr = _d_step(d, learning_rate, b1, b2, count)
         w = d if safeguard_warmup else dlr
 
         def moments(g, m, v, s, x0, p):
-            k = _tree.compute_dtype(g)
+            k = kit.compute_dtype(g)
             dg = d.astype(k) * g
             m_new = b1 * m + (1 - b1) * dg
             v_new = b2 * v + (1 - b2) * dg * dg
@@ -445,17 +399,17 @@ def prodigy(
             cast = lambda x, like: x.astype(like.dtype)
             return cast(m_new, m), cast(v_new, v), cast(s_new, s), jnp.sum(g * (x0 - p)).astype(k)
 
-        m, v, s, nums = leafwise("prodigy", moments, 4, updates, *state[:4], params)
+        m, v, s, nums = kit.leafwise("prodigy", moments, 4, updates, *state[:4], params)
         r = b3 * state.numerator_weighted + (d / estim_lr0) * dlr * sum(jax.tree.leaves(nums))
-        d_new = jnp.maximum(d, estim_lr_coef * r / _l1(s)).astype(sdt)
+        d_new = jnp.maximum(d, estim_lr_coef * r / kit.l1_norm(s)).astype(sdt)
 
         # the eps term already uses the new estimate, the step size the old one (as optax)
         def step(g, m, v, p):
-            k = _tree.compute_dtype(g)
+            k = kit.compute_dtype(g)
             lr, de = dlr.astype(k), d_new.astype(k) * eps
             return ((-lr * m / (jnp.sqrt(v) + de) - weight_decay * lr * p).astype(g.dtype),)
 
-        (u,) = leafwise("prodigy", step, 1, updates, m, v, params)
+        (u,) = kit.leafwise("prodigy", step, 1, updates, m, v, params)
         return u, ProdigyState(m, v, s, state.params0, d_new, r.astype(sdt))
 
     return transformation(Block(init, update))
@@ -476,11 +430,24 @@ class ScheduleFreeState(NamedTuple):
     z: Tree
 
 
+@register(
+    optax="contrib.schedule_free",
+    traits=(),
+    examples=[
+        {"base_optimizer": scale_by_learning_rate(0.1), "learning_rate": 0.1},
+        {
+            "base_optimizer": scale_by_learning_rate(lambda c: 0.1 * (c + 1) / (c + 5)),
+            "learning_rate": lambda c: 0.1 * (c + 1) / (c + 5),
+            "b1": 0.8,
+            "weight_lr_power": 1.0,
+        },
+    ],
+)
 def schedule_free(
     base_optimizer: GradientTransformation,
-    learning_rate: ScalarOrSchedule,
-    b1: float = 0.9,
-    weight_lr_power: float = 2.0,
+    learning_rate: kit.Rate,
+    b1: Annotated[float, kit.Range("(0, 1]")] = 0.9,
+    weight_lr_power: NonNegativeConstant = 2.0,
     state_dtype: Any = None,
 ) -> GradientTransformation:
     """Schedule-Free wrapper (Defazio et al. 2024, "The Road Less Scheduled").
@@ -499,25 +466,19 @@ def schedule_free(
     ``schedule_free_eval_params(state, params)``.  ``state_dtype`` stores ``z`` in that dtype.
     optax: ``optax.contrib.schedule_free`` (same arguments and defaults).
     """
-    check_ranges(
-        "schedule_free",
-        learning_rate=(learning_rate, "[0, inf)"),
-        b1=(b1, "(0, 1]"),
-        weight_lr_power=(weight_lr_power, "[0, inf)"),
-    )
     base = as_block(base_optimizer)
-    z_dtype = _tree.canonical_dtype(state_dtype)
+    z_dtype = kit.canonical_dtype(state_dtype)
 
     def init(params):
-        zero = jnp.zeros([], _scalar_dtype(params))
-        z = _copy(_tree.cast(params, z_dtype))
+        zero = jnp.zeros([], kit.scalar_dtype(params))
+        z = kit.copy(kit.cast(params, z_dtype))
         return ScheduleFreeState(zero + b1, zero, zero, base.init(params), z)
 
     def update(updates, state, params=None, count=None, **extra):
-        _need_params("schedule_free", params)
-        _tree.check_match("schedule_free", "updates", updates, "z", state.z)
+        kit.need_params("schedule_free", params)
+        kit.check_match("schedule_free", "updates", updates, "z", state.z)
         sdt = state.max_lr.dtype
-        lr = jnp.asarray(resolve(learning_rate, count + 1), sdt)
+        lr = jnp.asarray(kit.resolve(learning_rate, count + 1), sdt)
         max_lr = jnp.maximum(state.max_lr, lr)
         weight = max_lr**weight_lr_power
         total = state.weight_sum + weight
@@ -529,7 +490,7 @@ def schedule_free(
         )
 
         def leaf(y, z, bu):
-            k = jnp.promote_types(_tree.compute_dtype(y), z.dtype)
+            k = jnp.promote_types(kit.compute_dtype(y), z.dtype)
             yk, zk, c, b = y.astype(k), z.astype(k), ck.astype(k), state.b1.astype(k)
             z_new = (zk + bu).astype(z.dtype).astype(k)
             x = (yk - (1 - b) * zk) / b
@@ -537,8 +498,8 @@ def schedule_free(
             y_new = b * x_new + (1 - b) * z_new
             return (y_new - yk).astype(y.dtype), z_new.astype(z.dtype)
 
-        u, z = leafwise("schedule_free", leaf, 2, params, state.z, base_u)
-        return _tree.cast_like(u, updates), ScheduleFreeState(
+        u, z = kit.leafwise("schedule_free", leaf, 2, params, state.z, base_u)
+        return kit.cast_like(u, updates), ScheduleFreeState(
             state.b1, total.astype(sdt), max_lr, base_state, z
         )
 
@@ -569,7 +530,6 @@ def schedule_free_eval_params(state: Any, params: Tree) -> Tree:
 def _warmup_constant(peak: float, warmup_steps: int) -> Any:
     """``peak * min(step / warmup_steps, 1)``: a linear warmup from 0, then constant (the value
     of optax's ``warmup_constant_schedule(0, peak, warmup_steps)``)."""
-    check_ranges("schedule_free", warmup_steps=(warmup_steps, "[1, inf)"))
 
     def schedule(count):
         frac = jnp.clip(count / warmup_steps, 0, 1)
@@ -578,12 +538,17 @@ def _warmup_constant(peak: float, warmup_steps: int) -> Any:
     return schedule
 
 
+@register(
+    optax="contrib.schedule_free_sgd",
+    traits=(),
+    examples=[{"learning_rate": 0.1, "warmup_steps": 5, "weight_decay": 0.01}, {}],
+)
 def schedule_free_sgd(
-    learning_rate: float = 1.0,
-    warmup_steps: int | None = None,
-    b1: float = 0.9,
-    weight_decay: float | None = None,
-    weight_lr_power: float = 2.0,
+    learning_rate: NonNegativeConstant = 1.0,
+    warmup_steps: kit.Steps | None = None,
+    b1: Annotated[float, kit.Range("(0, 1]")] = 0.9,
+    weight_decay: NonNegativeConstant | None = None,
+    weight_lr_power: NonNegativeConstant = 2.0,
     state_dtype: Any = None,
 ) -> GradientTransformation:
     """Schedule-Free SGD: ``schedule_free`` around ``z_{t+1} = z_t - lr (g + weight_decay y_t)``,
@@ -597,14 +562,19 @@ def schedule_free_sgd(
     return schedule_free(base, lr, b1, weight_lr_power, state_dtype)
 
 
+@register(
+    optax="contrib.schedule_free_adamw",
+    traits=(),
+    examples=[{"learning_rate": 0.1, "warmup_steps": 5, "weight_decay": 0.01}, {}],
+)
 def schedule_free_adamw(
-    learning_rate: float = 0.0025,
-    warmup_steps: int | None = None,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    weight_lr_power: float = 2.0,
+    learning_rate: NonNegativeConstant = 0.0025,
+    warmup_steps: kit.Steps | None = None,
+    b1: Annotated[float, kit.Range("(0, 1]")] = 0.9,
+    b2: kit.Fraction = 0.999,
+    eps: kit.NonNegative = 1e-8,
+    weight_decay: kit.NonNegative = 0.0,
+    weight_lr_power: NonNegativeConstant = 2.0,
     state_dtype: Any = None,
 ) -> GradientTransformation:
     """Schedule-Free AdamW: ``schedule_free`` around momentum-free AdamW,

@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx._tree import check_ranges
 from gradtx.base import Block, GradientTransformation, transformation
+from gradtx.kit import check_ranges
 
 _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")

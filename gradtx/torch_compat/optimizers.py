@@ -22,24 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._tree import check_ranges
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Schedule, chain
-from gradtx.plateau import reduce_on_plateau
+from gradtx.blocks import add_decayed_weights, scale, scale_by_learning_rate, trace
+from gradtx.kit import check_ranges
+from gradtx.optimizers.adam import scale_by_adam, scale_by_amsgrad
+from gradtx.optimizers.adam_variants import scale_by_adamax, scale_by_nadam, scale_by_radam
+from gradtx.optimizers.rms import scale_by_adadelta, scale_by_rms, scale_by_rss
 from gradtx.schedules import cosine_warm_restarts_schedule
-from gradtx.transforms import (
-    add_decayed_weights,
-    scale,
-    scale_by_adadelta,
-    scale_by_adam,
-    scale_by_adamax,
-    scale_by_amsgrad,
-    scale_by_learning_rate,
-    scale_by_nadam,
-    scale_by_radam,
-    scale_by_rms,
-    scale_by_rss,
-    trace,
-)
+from gradtx.torch_compat.plateau import reduce_on_plateau
 
 IMPLEMENTATION_FLAGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
 """torch.optim arguments that choose a kernel, not the numbers; accepted and ignored."""
@@ -532,7 +522,7 @@ def _schedules(name: str, lr: float, kwargs: Mapping[str, Any]) -> _Schedules:
     if name == "ReduceLROnPlateau":
         raise ValueError(
             "ReduceLROnPlateau depends on the metric, not the step: use "
-            "from_torch(..., scheduler=('ReduceLROnPlateau', {...})) or gradtx.plateau."
+            "from_torch(..., scheduler=('ReduceLROnPlateau', {...})) or gradtx.torch_compat."
             "reduce_on_plateau"
         )
     if name not in _SCHEDULERS:

@@ -1,0 +1,341 @@
+"""Second-moment scaling without momentum: Adagrad's running sum, RMSProp's moving average
+(plain or centered) and Adadelta's unit correction.
+
+Notation: ``g`` the incoming update, ``t`` the 1-based step, ``v`` the second-moment state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import kit
+from gradtx.base import GradientTransformation, chain, identity
+from gradtx.blocks import add_decayed_weights, scale_by_learning_rate, trace
+from gradtx.registry import matrices, register
+
+Tree = kit.Tree
+
+
+class ScaleByRmsState(NamedTuple):
+    nu: Tree
+
+
+class ScaleByRStdDevState(NamedTuple):
+    mu: Tree
+    nu: Tree
+
+
+class ScaleByRssState(NamedTuple):
+    sum_of_squares: Tree
+
+
+class ScaleByAdaDeltaState(NamedTuple):
+    e_g: Tree
+    e_x: Tree
+
+
+@register(
+    "block",
+    optax="scale_by_rss",
+    examples=[{}, {"initial_accumulator_value": 0.0, "eps": 1e-10, "eps_in_sqrt": False}],
+    traced="eps",
+)
+def scale_by_rss(
+    initial_accumulator_value: kit.NonNegative = 0.1,
+    eps: kit.NonNegative = 1e-7,
+    eps_in_sqrt: bool = True,
+) -> GradientTransformation:
+    """Adagrad scaling: ``s_t = s_{t-1} + g^2`` (``s_0 = initial_accumulator_value``);
+    ``u = g / sqrt(s_t + eps)`` (0 where ``s_t = 0``) if ``eps_in_sqrt`` else
+    ``u = g / (sqrt(s_t) + eps)`` (torch's placement).
+
+    Adagrad's learning-rate decay is a schedule on the learning rate
+    (``lr / (1 + lr_decay * step)``).
+
+    Args:
+      eps_in_sqrt: put ``eps`` inside the square root (optax) or outside (torch).
+
+    optax: ``optax.scale_by_rss``.
+    """
+
+    def step(updates, state, params, h):
+        def leaf(g, s, *, keep):
+            s = keep(ScaleByRssState(s.sum_of_squares + kit.abs_sq(g)))
+            ss = s.sum_of_squares
+            if eps_in_sqrt:
+                return jnp.where(ss > 0, jax.lax.rsqrt(ss + h.eps), 0.0) * g, s
+            return g / (jnp.sqrt(ss) + h.eps), s
+
+        return kit.map_state("scale_by_rss", leaf, updates, state)
+
+    init = kit.init_state(ScaleByRssState, initial_accumulator_value)
+    return kit.block("scale_by_rss", step, init, hyper={"eps": eps})
+
+
+def _rms(
+    where: str,
+    decay: Any,
+    eps: Any,
+    initial_scale: float,
+    eps_in_sqrt: bool,
+    bias_correction: bool,
+    centered: bool,
+) -> GradientTransformation:
+    state_cls = ScaleByRStdDevState if centered else ScaleByRmsState
+
+    def init(params):
+        nu = kit.full_like(params, initial_scale)
+        return ScaleByRStdDevState(kit.zeros_like(params), nu) if centered else ScaleByRmsState(nu)
+
+    def step(updates, state, params, h):
+        d = h.decay
+        db = kit.Debias(d, h.count)
+
+        def leaf(g, s, *, keep):
+            if centered:
+                s = keep(state_cls(kit.ema(g, s.mu, d), kit.ema_sq(g, s.nu, d)))
+            else:
+                s = keep(state_cls(kit.ema_sq(g, s.nu, d)))
+            v_hat = db(s.nu) if bias_correction else s.nu
+            if centered:
+                m_hat = db(s.mu) if bias_correction else s.mu
+                v_hat = v_hat - kit.abs_sq(m_hat)
+            scaling = jax.lax.rsqrt(v_hat + h.eps) if eps_in_sqrt else 1 / (jnp.sqrt(v_hat) + h.eps)
+            return scaling * g, s
+
+        return kit.map_state(where, leaf, updates, state)
+
+    return kit.block(where, step, init, hyper={"decay": decay, "eps": eps})
+
+
+@register(
+    "block",
+    optax="scale_by_rms",
+    traced="decay",
+    examples=[
+        {},
+        {"decay": 0.99, "eps": 1e-3, "eps_in_sqrt": False, "bias_correction": True},
+        {"decay": 0.9, "eps": 1e-6, "initial_scale": 1.0},
+        {"centered": True},
+    ],
+)
+def scale_by_rms(
+    decay: kit.Fraction = 0.9,
+    eps: kit.NonNegative = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+    centered: bool = False,
+) -> GradientTransformation:
+    """RMSProp scaling: ``v_t = decay * v_{t-1} + (1 - decay) * g^2`` (``v_0 = initial_scale``);
+    with ``centered`` also ``m_t = decay * m_{t-1} + (1 - decay) * g`` and ``var = v - m^2``
+    (else ``var = v``); ``u = g / sqrt(var + eps)`` if ``eps_in_sqrt`` else
+    ``u = g / (sqrt(var) + eps)`` (torch's placement).
+
+    Args:
+      initial_scale: starting value ``v_0`` of the second moment.
+      eps_in_sqrt: put ``eps`` inside the square root (optax) or outside (torch).
+      bias_correction: divide ``v`` (and ``m``) by ``1 - decay^t`` first.
+      centered: subtract the squared mean (``scale_by_stddev``).
+
+    optax: ``optax.scale_by_rms`` / ``optax.scale_by_stddev``.
+    """
+    where = "scale_by_stddev" if centered else "scale_by_rms"
+    return _rms(where, decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered)
+
+
+@register(
+    "block",
+    optax="scale_by_stddev",
+    traced="decay",
+    examples=[
+        {"decay": 0.95, "eps": 1e-4, "initial_scale": 0.2},
+        {"decay": 0.95, "eps": 1e-4, "initial_scale": 0.5, "eps_in_sqrt": False},
+    ],
+)
+def scale_by_stddev(
+    decay: kit.Fraction = 0.9,
+    eps: kit.NonNegative = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+) -> GradientTransformation:
+    """Centered RMSProp scaling: ``scale_by_rms(..., centered=True)``.
+
+    Args:
+      initial_scale: starting value ``v_0`` of the second moment.
+      eps_in_sqrt: put ``eps`` inside the square root (optax) or outside (torch).
+      bias_correction: divide ``v`` and ``m`` by ``1 - decay^t`` first.
+
+    optax: ``optax.scale_by_stddev``.
+    """
+    return _rms("scale_by_stddev", decay, eps, initial_scale, eps_in_sqrt, bias_correction, True)
+
+
+@register("block", optax="scale_by_adadelta", examples=[{}, {"rho": 0.95}], traced="rho")
+def scale_by_adadelta(
+    rho: kit.Fraction = 0.9, eps: kit.NonNegative = 1e-6
+) -> GradientTransformation:
+    """Adadelta (Zeiler 2012): ``E[g²]_t = rho E[g²] + (1 - rho) g²``,
+    ``u = sqrt(E[Δx²]_{t-1} + eps) / sqrt(E[g²]_t + eps) * g``,
+    ``E[Δx²]_t = rho E[Δx²] + (1 - rho) u²``.
+
+    Args:
+      rho: decay rate of both averages.
+
+    optax: ``optax.scale_by_adadelta``; torch: ``Adadelta``.
+    """
+
+    def step(updates, state, params, h):
+        def leaf(g, s, *, keep):
+            s = keep(s._replace(e_g=kit.ema_sq(g, s.e_g, h.rho)))
+            u = jnp.sqrt(s.e_x + h.eps) / jnp.sqrt(s.e_g + h.eps) * g
+            return u, s._replace(e_x=kit.ema_sq(u, s.e_x, h.rho))
+
+        return kit.map_state("scale_by_adadelta", leaf, updates, state)
+
+    init = kit.init_state(ScaleByAdaDeltaState)
+    return kit.block("scale_by_adadelta", step, init, hyper={"rho": rho, "eps": eps})
+
+
+# --- optimizers ----------------------------------------------------------------------------------
+
+
+@register(
+    optax="adagrad",
+    examples=[
+        {"learning_rate": 0.3},
+        {"learning_rate": 0.3, "initial_accumulator_value": 0.5, "eps": 1e-3},
+    ],
+)
+def adagrad(
+    learning_rate: kit.Rate,
+    initial_accumulator_value: kit.NonNegative = 0.1,
+    eps: kit.NonNegative = 1e-7,
+) -> GradientTransformation:
+    """Adagrad (Duchi et al. 2011): ``s_t = s_{t-1} + g^2``, ``u = -lr * g / sqrt(s_t + eps)``.
+
+    Args:
+
+    optax: ``optax.adagrad``; torch's rule (eps outside the root): ``from_torch("Adagrad")``.
+    """
+    return chain(
+        scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate)
+    )
+
+
+@register(
+    optax="rmsprop",
+    examples=[
+        {"learning_rate": 0.01},
+        {
+            "learning_rate": 0.01,
+            "decay": 0.95,
+            "eps": 1e-4,
+            "centered": True,
+            "momentum": 0.9,
+            "nesterov": True,
+        },
+        {
+            "learning_rate": 0.01,
+            "decay": 0.99,
+            "eps": 1e-3,
+            "initial_scale": 0.5,
+            "eps_in_sqrt": False,
+        },
+        {
+            "learning_rate": 0.01,
+            "decay": 0.9,
+            "eps": 1e-2,
+            "centered": True,
+            "bias_correction": True,
+            "momentum": 0.5,
+        },
+    ],
+)
+def rmsprop(
+    learning_rate: kit.Rate,
+    decay: kit.Fraction = 0.9,
+    eps: kit.NonNegative = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+    momentum: kit.NonNegative | None = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+) -> GradientTransformation:
+    """RMSProp (Hinton 2012): ``v_t = decay v + (1 - decay) g^2``,
+    ``u = -lr * g / sqrt(v_t + eps)`` (centered: ``v_t - m_t^2``), then optional momentum on
+    ``u`` (``trace``).
+
+    Args:
+      initial_scale: starting value ``v_0`` of the second moment.
+      eps_in_sqrt: put ``eps`` inside the square root (optax) or outside (torch).
+      centered: subtract the squared mean of the gradients.
+      bias_correction: divide ``v`` (and ``m``) by ``1 - decay^t`` first.
+
+    optax: ``optax.rmsprop``; torch: ``from_torch("RMSprop")`` (eps outside the root, lr after
+    the momentum buffer).
+    """
+    return chain(
+        scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered),
+        scale_by_learning_rate(learning_rate),
+        identity() if momentum is None else trace(momentum, nesterov),
+    )
+
+
+@register(
+    optax="adadelta",
+    examples=[
+        {},
+        {
+            "learning_rate": 0.5,
+            "rho": 0.95,
+            "eps": 1e-4,
+            "weight_decay": 0.1,
+            "weight_decay_mask": matrices,
+        },
+    ],
+)
+def adadelta(
+    learning_rate: kit.Rate | None = None,
+    rho: kit.Fraction = 0.9,
+    eps: kit.NonNegative = 1e-6,
+    weight_decay: kit.NonNegative = 0.0,
+    weight_decay_mask: Any = None,
+) -> GradientTransformation:
+    """Adadelta (Zeiler 2012) with L2 weight decay: ``g' = g + wd * p``, then
+    ``scale_by_adadelta``, then ``-lr``.
+
+    Args:
+      learning_rate: the step size ``lr`` (``None``: no learning rate, as in the paper).
+      rho: decay rate of both averages.
+      weight_decay: coefficient of the L2 term ``wd * p`` added to the gradient.
+      weight_decay_mask: which leaves get weight decay (a tree of bools or a function of the
+        params).
+
+    optax: ``optax.adadelta``; torch: ``Adadelta``.
+    """
+    return chain(
+        add_decayed_weights(weight_decay, weight_decay_mask),
+        scale_by_adadelta(rho, eps),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+__all__ = [
+    "ScaleByAdaDeltaState",
+    "ScaleByRStdDevState",
+    "ScaleByRmsState",
+    "ScaleByRssState",
+    "adadelta",
+    "adagrad",
+    "rmsprop",
+    "scale_by_adadelta",
+    "scale_by_rms",
+    "scale_by_rss",
+    "scale_by_stddev",
+]

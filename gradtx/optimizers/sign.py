@@ -1,0 +1,104 @@
+"""Sign methods: the update keeps only the sign of a (momentum-smoothed) gradient, so every
+coordinate moves by the same amount: signSGD and Lion.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import kit
+from gradtx.base import GradientTransformation, chain
+from gradtx.blocks import add_decayed_weights, scale_by_learning_rate
+from gradtx.registry import matrices, register
+
+Tree = kit.Tree
+
+
+@register("block", optax="scale_by_sign", traced=None)
+def scale_by_sign() -> GradientTransformation:
+    """``u = sign(g)`` (signSGD).
+
+    optax: ``optax.scale_by_sign``.
+    """
+    return kit.block("scale_by_sign", lambda g, state, p, h: (jax.tree.map(jnp.sign, g), state))
+
+
+class ScaleByLionState(NamedTuple):
+    mu: Tree
+
+
+@register(
+    "block",
+    optax="scale_by_lion",
+    traced="b1",
+    examples=[{}, {"b1": 0.8, "mu_dtype": jnp.float32}, {"b1": 0.9, "b2": 0.95}],
+)
+def scale_by_lion(
+    b1: kit.Fraction = 0.9, b2: kit.Fraction = 0.99, mu_dtype: Any = None
+) -> GradientTransformation:
+    """Lion (Chen et al. 2023): ``u = sign(b1 m + (1 - b1) g)``, then
+    ``m_t = b2 m + (1 - b2) g``.
+
+    Args:
+      b1: weight of the momentum in the interpolation the sign is taken of.
+      b2: decay rate of the momentum.
+
+    optax: ``optax.scale_by_lion``.
+    """
+
+    def step(updates, state, params, h):
+        def leaf(g, s, *, keep):
+            return jnp.sign(kit.ema(g, s.mu, h.b1)), ScaleByLionState(kit.ema(g, s.mu, h.b2))
+
+        return kit.map_state("scale_by_lion", leaf, updates, state)
+
+    init = kit.init_state(ScaleByLionState, mu=mu_dtype)
+    return kit.block("scale_by_lion", step, init, hyper={"b1": b1, "b2": b2})
+
+
+@register(optax="sign_sgd")
+def sign_sgd(learning_rate: kit.Rate) -> GradientTransformation:
+    """signSGD (Bernstein et al. 2018): ``u = -lr * sign(g)``.
+
+    Args:
+
+    optax: ``optax.sign_sgd``.
+    """
+    return chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
+
+
+@register(
+    optax="lion",
+    examples=[
+        {"learning_rate": 0.01},
+        {"learning_rate": 0.01, "b1": 0.8, "b2": 0.95, "weight_decay": 0.5, "mask": matrices},
+    ],
+)
+def lion(
+    learning_rate: kit.Rate,
+    b1: kit.Fraction = 0.9,
+    b2: kit.Fraction = 0.99,
+    mu_dtype: Any = None,
+    weight_decay: kit.NonNegative = 1e-3,
+    mask: Any = None,
+) -> GradientTransformation:
+    """Lion (Chen et al. 2023): ``u = -lr * (sign(b1 m + (1 - b1) g) + wd * p)``,
+    ``m_t = b2 m + (1 - b2) g``.
+
+    Args:
+      b1: weight of the momentum in the interpolation the sign is taken of.
+      b2: decay rate of the momentum.
+
+    optax: ``optax.lion``.
+    """
+    return chain(
+        scale_by_lion(b1, b2, mu_dtype),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+__all__ = ["ScaleByLionState", "lion", "scale_by_lion", "scale_by_sign", "sign_sgd"]

@@ -1,0 +1,120 @@
+"""Reading and changing optimizer state by field name.
+
+A state is a pytree of NamedTuples, tuples and dicts.  ``tree_get(state, "mu")`` finds the field
+named ``mu`` wherever it sits (in a chain, a ``masked`` group, a wrapper's inner state), and
+``tree_set(state, learning_rate=1e-3)`` returns a copy with it replaced, cast to the old value's
+dtype and shape so a jitted step is not retraced.  Parameter-shaped trees stored under a field
+are not searched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradtx.base import OptState
+
+
+def _named_children(node: Any) -> list[tuple[str, Any]]:
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        return [(f, getattr(node, f)) for f in node._fields]
+    if isinstance(node, Mapping):
+        return [(str(k), v) for k, v in node.items()]
+    if isinstance(node, list | tuple):
+        return [(str(i), v) for i, v in enumerate(node)]
+    return []
+
+
+def tree_paths(state: OptState, name: str) -> list[tuple[str, ...]]:
+    """All paths (tuples of field names/keys/indices) in ``state`` whose last element is ``name``.
+
+    NamedTuple fields and mapping keys are searched, descending into nested states but not into
+    the parameter-shaped trees stored under a field.
+    """
+    found: list[tuple[str, ...]] = []
+
+    def walk(node, path):
+        for key, child in _named_children(node):
+            if key == name:
+                found.append((*path, key))
+            elif _is_state_node(child):
+                walk(child, (*path, key))
+
+    walk(state, ())
+    return found
+
+
+def _is_state_node(node: Any) -> bool:
+    # descend into state containers: NamedTuples, chain tuples and named_chain / hyperparam dicts
+    return isinstance(node, tuple | Mapping)
+
+
+def _get_path(node: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        node = dict(_named_children(node))[key]
+    return node
+
+
+def tree_get(state: OptState, name: str, default: Any = ...) -> Any:
+    """The unique value named ``name`` in a state, e.g. ``tree_get(state, "learning_rate")``.
+
+    Raises ``KeyError`` listing the candidates when the name is missing (unless ``default`` is
+    given) or ambiguous; use a path ``"0/count"`` (``/``-separated) to pick one.
+    """
+    if "/" in name:
+        try:
+            return _get_path(state, tuple(name.split("/")))
+        except KeyError:
+            if default is not ...:
+                return default
+            raise KeyError(f"tree_get: no path {name!r} in state") from None
+    paths = tree_paths(state, name)
+    if not paths:
+        if default is not ...:
+            return default
+        raise KeyError(f"tree_get: no field named {name!r} in state")
+    if len(paths) > 1:
+        raise KeyError(
+            f"tree_get: {name!r} is ambiguous; candidates: {['/'.join(p) for p in paths]}"
+        )
+    return _get_path(state, paths[0])
+
+
+def tree_set(state: OptState, **values: Any) -> OptState:
+    """A copy of ``state`` with every field named ``k`` replaced by ``values[k]``.
+
+    Keys may be field names (all matches are set) or ``/``-separated paths.  The new value is
+    cast to the old one's dtype and shape so the jitted step is not retraced.
+    """
+    targets: dict[tuple[str, ...], Any] = {}
+    for key, value in values.items():
+        paths = [tuple(key.split("/"))] if "/" in key else tree_paths(state, key)
+        if not paths:
+            raise KeyError(f"tree_set: no field named {key!r} in state")
+        for p in paths:
+            targets[p] = value
+    return _replace(state, (), targets)
+
+
+def _replace(node: Any, path: tuple[str, ...], targets: dict[tuple[str, ...], Any]) -> Any:
+    if path in targets:
+        value = targets[path]
+        if isinstance(node, jax.Array | float | int):
+            old = jnp.asarray(node)
+            return jnp.broadcast_to(jnp.asarray(value, old.dtype), old.shape)
+        return value
+    if not any(t[: len(path)] == path for t in targets):
+        return node
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        return type(node)(*(_replace(getattr(node, f), (*path, f), targets) for f in node._fields))
+    if isinstance(node, Mapping):
+        return type(node)({k: _replace(v, (*path, str(k)), targets) for k, v in node.items()})
+    if isinstance(node, list | tuple):
+        return type(node)(_replace(v, (*path, str(i)), targets) for i, v in enumerate(node))
+    return node
+
+
+__all__ = ["tree_get", "tree_paths", "tree_set"]
