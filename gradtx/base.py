@@ -284,11 +284,6 @@ def named_chain(*pairs: tuple[str, GradientTransformation | Block]) -> Chain:
     return Chain((named,), init=own_init, update=own_update)
 
 
-def identity() -> Chain:
-    """Leaves updates unchanged: ``u -> u``.  optax: ``optax.identity``."""
-    return stateless(lambda updates, params: updates)
-
-
 def stateless(fn: Callable[[Updates, Params | None], Updates]) -> Chain:
     """A transformation with no state from ``fn(updates, params) -> updates``.
     optax: ``optax.stateless``."""
@@ -327,7 +322,6 @@ __all__ = [
     "as_block",
     "blocks_of",
     "chain",
-    "identity",
     "init_empty_state",
     "named_chain",
     "stateless",

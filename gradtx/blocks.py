@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import kit
-from gradtx.base import GradientTransformation, ScalarOrSchedule, identity
+from gradtx.base import GradientTransformation, ScalarOrSchedule, stateless
 from gradtx.registry import register
 
 Tree = kit.Tree
@@ -24,6 +24,15 @@ Tree = kit.Tree
 
 def _scaled(factor: Any, tree: Tree) -> Tree:
     return jax.tree.map(lambda x: kit.scalar(factor, x) * x, tree)
+
+
+@register("block", optax="identity", traced=None)
+def identity() -> GradientTransformation:
+    """Leaves updates unchanged: ``u = g``.
+
+    optax: ``optax.identity``.
+    """
+    return stateless(lambda updates, params: updates)
 
 
 @register("block", optax="scale", examples=[{"step_size": -0.5}], traced="step_size")
@@ -304,6 +313,7 @@ __all__ = [
     "add_noise",
     "bias_correction",
     "ema",
+    "identity",
     "scale",
     "scale_by_learning_rate",
     "scale_by_schedule",

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import paths
-from gradtx.base import Block, GradientTransformation, as_block, stateless, transformation
+from gradtx import kit, paths
+from gradtx.base import Block, GradientTransformation, as_block, stateless
 
 Tree = Any
 Spec = Any
@@ -266,13 +266,14 @@ def _masked(
     def init(params):
         return MaskedState(group.init(params)[True])
 
-    def update(updates, state, params=None, count=None, **extra):
+    def step(updates, state, params, h):
         if not isinstance(state, MaskedState):
             raise ValueError(f"{where}: expected a MaskedState, found {_describe(state)}")
-        u, new = group.update(updates, {True: state.inner_state}, params, count=count, **extra)
+        inner = {True: state.inner_state}
+        u, new = group.update(updates, inner, params, count=h.count, **h.extra)
         return u, MaskedState(new[True])
 
-    return transformation(Block(init, update))
+    return kit.block(where, step, init)
 
 
 def masked(
@@ -298,13 +299,13 @@ def _partition_tx(
     def init(params):
         return PartitionState(group.init(params))
 
-    def update(updates, state, params=None, count=None, **extra):
+    def step(updates, state, params, h):
         if not isinstance(state, PartitionState):
             raise ValueError(f"{where}: expected a PartitionState, found {_describe(state)}")
-        u, new = group.update(updates, state.inner_states, params, count=count, **extra)
+        u, new = group.update(updates, state.inner_states, params, count=h.count, **h.extra)
         return u, PartitionState(new)
 
-    return transformation(Block(init, update))
+    return kit.block(where, step, init)
 
 
 def _partition(

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx.base import Block, GradientTransformation, as_block, transformation
+from gradtx import kit
+from gradtx.base import GradientTransformation, as_block
 
 Tree = Any
 
@@ -111,13 +112,13 @@ def flatten(
         plan = _plan(params, max_leaf_size)
         return block.init(_pack(plan, params))
 
-    def update(updates, state, params=None, count=None, **extra):
+    def step(updates, state, params, h):
         plan = _plan(updates, max_leaf_size)
         flat_p = None if params is None else _pack(plan, params)
-        new, state = block.update(_pack(plan, updates), state, flat_p, count=count, **extra)
+        new, state = block.update(_pack(plan, updates), state, flat_p, count=h.count, **h.extra)
         return _unpack(plan, new), state
 
-    return transformation(Block(init, update))
+    return kit.block("flatten", step, init)
 
 
 __all__ = ["FlatTree", "flatten", "ravel"]

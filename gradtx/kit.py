@@ -505,7 +505,9 @@ def init_state(cls: type[NamedTuple], fill: float = 0.0, **dtypes: Any) -> Calla
 
 StepFn = Callable[[Tree, Any, Tree | None, SimpleNamespace], tuple[Tree, Any]]
 """``step(updates, state, params, h) -> (updates, state)``; ``h`` holds the hyperparameters'
-values at this step as attributes, and ``h.count`` (steps completed, 0 on the first update)."""
+values at this step as attributes, ``h.count`` (steps completed, 0 on the first update) and
+``h.extra`` (the keyword arguments of ``update`` beyond ``params``, e.g. ``value=``, for a
+block that forwards them to an inner one)."""
 
 
 def block(
@@ -523,12 +525,15 @@ def block(
     ``needs_params``: an update with leaves but without ``params`` fails with a clear error.
     """
     hyper = dict(hyper or {})
+    reserved = {"count", "extra"} & set(hyper)
+    if reserved:
+        raise ValueError(f"block {name}: hyperparameters may not be named {sorted(reserved)}")
 
     def update(updates, state, params=None, count=None, **extra):
         if needs_params and jax.tree.leaves(updates):
             need_params(name, params)
-        h = SimpleNamespace(count=count, **{k: resolve(v, count) for k, v in hyper.items()})
-        return step(updates, state, params, h)
+        values = {k: resolve(v, count) for k, v in hyper.items()}
+        return step(updates, state, params, SimpleNamespace(count=count, extra=extra, **values))
 
     return transformation(Block(init or init_empty_state, update))
 

@@ -31,14 +31,13 @@ import jax.numpy as jnp
 from jax.sharding import AxisType, Mesh, NamedSharding, Sharding
 from jax.sharding import PartitionSpec as P
 
+from gradtx import kit
 from gradtx.base import (
-    Block,
     GradientTransformation,
     OptState,
     Params,
     apply_updates,
     as_block,
-    transformation,
 )
 
 Tree = Any
@@ -369,19 +368,18 @@ def local_sgd(
         raise ValueError(f"local_sgd: every={every} must be >= 1")
     inner = as_block(tx)
 
-    def update(updates, state, params=None, count=None, **extra):
-        if params is None:
-            raise ValueError("local_sgd: update needs params (pass params=...)")
-        updates, state = inner.update(updates, state, params, count=count, **extra)
+    def step(updates, state, params, h):
+        updates, state = inner.update(updates, state, params, count=h.count, **h.extra)
 
         def synced(u, s):
             avg = _average(apply_updates(params, u), axis)
             u = jax.tree.map(lambda a, p: (a - p).astype(p.dtype), avg, params)
             return u, _average(s, axis) if average_state else s
 
-        return jax.lax.cond((count + 1) % every == 0, synced, lambda u, s: (u, s), updates, state)
+        sync = (h.count + 1) % every == 0
+        return jax.lax.cond(sync, synced, lambda u, s: (u, s), updates, state)
 
-    return transformation(Block(inner.init, update))
+    return kit.block("local_sgd", step, inner.init, needs_params=True)
 
 
 def per_replica(tree: Tree, mesh: Mesh, axis: str = "data") -> Tree:

@@ -16,7 +16,7 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from gradtx import _docs
 from gradtx.kit import validated
@@ -29,6 +29,20 @@ TRAITS = frozenset({"elementwise", "stochastic", "needs_value"})
 layout (``gradtx.flatten``) gives the same numbers; ``stochastic``: draws random numbers (its
 NumPy reference runs the noise-free configuration); ``needs_value``: ``update`` needs
 ``value=`` (the loss)."""
+
+
+class Use(NamedTuple):
+    """An example argument that is itself a registered transformation: ``Use("trace",
+    {"decay": 0.9})`` is ``trace(decay=0.9)`` on the gradtx side and the reference's ``trace``
+    on a reference's side."""
+
+    name: str
+    kwargs: Mapping[str, Any] = {}
+
+
+def resolve_uses(kwargs: Mapping[str, Any], build: Callable[[str, Mapping[str, Any]], Any]) -> dict:
+    """``kwargs`` with every ``Use`` replaced by ``build(name, kwargs)``."""
+    return {k: build(v.name, v.kwargs) if isinstance(v, Use) else v for k, v in kwargs.items()}
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,8 @@ class Entry:
 
     def build(self, example: int = 0, **overrides: Any) -> Any:
         """The transformation of example ``example``, with ``overrides`` on top."""
-        return self.factory(**{**self.examples[example], **overrides})
+        kwargs = resolve_uses({**self.examples[example], **overrides}, _build)
+        return self.factory(**kwargs)
 
 
 _ENTRIES: dict[str, Entry] = {}
@@ -107,6 +122,10 @@ def register(
     return decorate
 
 
+def _build(name: str, kwargs: Mapping[str, Any]) -> Any:
+    return get(name).factory(**resolve_uses(kwargs, _build))
+
+
 def entries(kind: Kind | None = None) -> list[Entry]:
     """Every registered entry (of ``kind``), sorted by name; imports the whole package first."""
     if "gradtx" not in sys.modules or not hasattr(sys.modules["gradtx"], "__version__"):
@@ -140,4 +159,15 @@ def parameters(entry: Entry) -> list[inspect.Parameter]:
     return [p for p in sig.parameters.values() if p.kind not in kinds]
 
 
-__all__ = ["TRAITS", "Entry", "add", "entries", "get", "matrices", "parameters", "register"]
+__all__ = [
+    "TRAITS",
+    "Entry",
+    "Use",
+    "add",
+    "entries",
+    "get",
+    "matrices",
+    "parameters",
+    "register",
+    "resolve_uses",
+]

@@ -20,13 +20,11 @@ import jax.numpy as jnp
 
 from gradtx import kit
 from gradtx.base import (
-    Block,
     Chain,
     GradientTransformation,
     ScalarOrSchedule,
     chain,
     increment,
-    transformation,
 )
 from gradtx.state import tree_get
 
@@ -144,7 +142,7 @@ def accumulate(
             jnp.zeros([], jnp.int32), inner_state, jax.tree.map(acc_init, params), skip_state
         )
 
-    def update(updates, state, params=None, count=None, **extra):
+    def step(updates, state, params, h):
         n = state.inner_opt_state.count
         k = jnp.asarray(kit.resolve(every_k_schedule, n), jnp.int32)
         skip, skip_state = skip_fn(updates, n, params)
@@ -161,7 +159,7 @@ def accumulate(
             mean = jax.tree.map(
                 lambda s, g: (s / jnp.asarray(divisor, s.dtype)).astype(g.dtype), summed, updates
             )
-            return tx.update(mean, state.inner_opt_state, params, **extra)
+            return tx.update(mean, state.inner_opt_state, params, **h.extra)
 
         out_shapes = jax.eval_shape(inner_step)[0]
 
@@ -186,7 +184,7 @@ def accumulate(
         u, inner_state, acc, mini = jax.lax.switch(branch, (apply, hold, drop), None)
         return u, MultiStepsState(mini, inner_state, acc, skip_state)
 
-    return transformation(Block(init, update))
+    return kit.block("accumulate", step, init)
 
 
 class MultiSteps(Chain):
@@ -263,8 +261,8 @@ def apply_if_finite(
         zero = jnp.zeros([], jnp.int32)
         return ApplyIfFiniteState(zero, jnp.asarray(True), zero, tx.init(params))
 
-    def update(updates, state, params=None, count=None, **extra):
-        new_u, new_inner = tx.update(updates, state.inner_state, params, **extra)
+    def step(updates, state, params, h):
+        new_u, new_inner = tx.update(updates, state.inner_state, params, **h.extra)
         finite = _all_finite(updates) & _all_finite(new_u)
         streak = jnp.where(finite, 0, increment(state.notfinite_count)).astype(jnp.int32)
         accept = finite | (streak > max_consecutive_errors)
@@ -273,7 +271,7 @@ def apply_if_finite(
         kept = _pick(accept, new_inner, state.inner_state)
         return out, ApplyIfFiniteState(streak, finite, total.astype(jnp.int32), kept)
 
-    return transformation(Block(init, update))
+    return kit.block("apply_if_finite", step, init)
 
 
 class ZeroNansState(NamedTuple):
@@ -289,7 +287,7 @@ def zero_nans() -> GradientTransformation:
     def init(params):
         return ZeroNansState(jax.tree.map(lambda _: jnp.asarray(False), params))
 
-    def update(updates, state, params=None, count=None, **extra):
+    def step(updates, state, params, h):
         kit.check_match(
             "zero_nans",
             "updates",
@@ -300,7 +298,7 @@ def zero_nans() -> GradientTransformation:
         u = jax.tree.map(lambda g: jnp.where(jnp.isnan(g), jnp.zeros_like(g), g), updates)
         return u, ZeroNansState(jax.tree.map(lambda g: jnp.any(jnp.isnan(g)), updates))
 
-    return transformation(Block(init, update))
+    return kit.block("zero_nans", step, init)
 
 
 # --- lookahead -----------------------------------------------------------------------------------
@@ -343,12 +341,10 @@ def lookahead(
         slow = jax.tree.map(jnp.array, params)  # a copy, not an alias of the caller's buffers
         return LookaheadState(slow, tx.init(params))
 
-    def update(updates, state, params=None, count=None, **extra):
-        if params is None:
-            raise ValueError("lookahead: update needs params (pass params=...)")
-        u, fast = tx.update(updates, state.fast_state, params, **extra)
-        sync = (count + 1) % sync_period == 0
-        alpha = kit.resolve(slow_step_size, count)
+    def step(updates, state, params, h):
+        u, fast = tx.update(updates, state.fast_state, params, **h.extra)
+        sync = (h.count + 1) % sync_period == 0
+        alpha = h.slow_step_size
 
         def leaf(u_, p, s):
             a = kit.scalar(alpha, s)
@@ -360,7 +356,9 @@ def lookahead(
             fast = _pick(sync, tx.init(params), fast)
         return out, LookaheadState(slow, fast)
 
-    return transformation(Block(init, update))
+    return kit.block(
+        "lookahead", step, init, hyper={"slow_step_size": slow_step_size}, needs_params=True
+    )
 
 
 def slow_params(state: Any) -> Tree:
@@ -396,21 +394,19 @@ def ema_params(
     def init(params):
         return EmaParamsState(jax.tree.map(lambda p: jnp.array(p, dtype=acc_dtype), params))
 
-    def update(updates, state, params=None, count=None, **extra):
-        if params is None:
-            raise ValueError("ema_params: update needs params (pass params=...)")
-        d = kit.resolve(decay, count)
+    def step(updates, state, params, h):
+        d = h.decay
 
         def leaf(u, p, z):
             x = (p + u).astype(p.dtype)
-            w = (1 - d) / (1 - kit.power(d, count + 1, z)) if debias else 1 - d
+            w = (1 - d) / (1 - kit.power(d, h.count + 1, z)) if debias else 1 - d
             w = jnp.asarray(w, kit.compute_dtype(z))
             return u, (z + w * (x - z)).astype(z.dtype)
 
         out, z = kit.leafwise("ema_params", leaf, 2, updates, params, state.ema_params)
         return out, EmaParamsState(z)
 
-    return transformation(Block(init, update))
+    return kit.block("ema_params", step, init, hyper={"decay": decay}, needs_params=True)
 
 
 def averaged_params(state: Any) -> Tree:
@@ -438,8 +434,8 @@ def apply_every(k: int = 1) -> GradientTransformation:
     def init(params):
         return ApplyEveryState(kit.zeros_like(params))
 
-    def update(updates, state, params=None, count=None, **extra):
-        phase = count % k
+    def step(updates, state, params, h):
+        phase = h.count % k
 
         def leaf(g, a):
             acc = jnp.where(phase == 0, g, a + g).astype(a.dtype)
@@ -448,7 +444,7 @@ def apply_every(k: int = 1) -> GradientTransformation:
         u, acc = kit.leafwise("apply_every", leaf, 2, updates, state.grad_acc)
         return u, ApplyEveryState(acc)
 
-    return transformation(Block(init, update))
+    return kit.block("apply_every", step, init)
 
 
 class ConditionallyTransformState(NamedTuple):
@@ -471,11 +467,11 @@ def conditionally_transform(
     def init(params):
         return ConditionallyTransformState(tx.init(params))
 
-    def update(updates, state, params=None, count=None, **extra):
-        pred = should_transform_fn(count, **(extra if forward_extra_args else {}))
+    def step(updates, state, params, h):
+        pred = should_transform_fn(h.count, **(h.extra if forward_extra_args else {}))
 
         def run(_):
-            return tx.update(updates, state.inner_state, params, **extra)
+            return tx.update(updates, state.inner_state, params, **h.extra)
 
         def keep(_):
             return updates, state.inner_state
@@ -483,7 +479,7 @@ def conditionally_transform(
         u, inner_state = jax.lax.cond(pred, run, keep, None)
         return u, ConditionallyTransformState(inner_state)
 
-    return transformation(Block(init, update))
+    return kit.block("conditionally_transform", step, init)
 
 
 __all__ = [

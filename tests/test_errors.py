@@ -8,7 +8,7 @@ import re
 import jax.numpy as jnp
 import optax
 import pytest
-from error_table import fast_compile, make_grads, make_params
+from helpers import fast_compile, make_grads, make_params
 
 import gradtx as A
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
-from error_table import SCHED, WD_SCHED, fast_compile, make_grads, make_params, rel_err, run_tx
+from helpers import SCHED, WD_SCHED, fast_compile, make_grads, make_params, rel_err, run_tx
 
 import gradtx
 import gradtx as A

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from error_table import fast_compile, leaves64, make_grads, make_params, rel_err, run_tx
+from helpers import fast_compile, leaves64, make_grads, make_params, rel_err, run_tx
 from flax import serialization
 
 import gradtx as A

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from error_table import fast_compile, make_params
+from helpers import fast_compile, make_params
 
 import gradtx as A
 from gradtx import apply_updates, tree_get

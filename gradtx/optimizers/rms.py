@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import kit
-from gradtx.base import GradientTransformation, chain, identity
-from gradtx.blocks import add_decayed_weights, scale_by_learning_rate, trace
+from gradtx.base import GradientTransformation, chain
+from gradtx.blocks import add_decayed_weights, identity, scale_by_learning_rate, trace
 from gradtx.registry import matrices, register
 
 Tree = kit.Tree

@@ -30,13 +30,11 @@ from gradtx.base import (
     GradientTransformation,
     as_block,
     chain,
-    identity,
-    transformation,
 )
-from gradtx.blocks import add_decayed_weights, scale_by_learning_rate, trace
+from gradtx.blocks import add_decayed_weights, identity, scale_by_learning_rate, trace
 from gradtx.optimizers.adam import scale_by_adam
 from gradtx.optimizers.rms import scale_by_rms
-from gradtx.registry import register
+from gradtx.registry import Use, register
 from gradtx.state import tree_get
 
 Tree = Any
@@ -67,8 +65,8 @@ class HypergradientState(NamedTuple):
     optax=None,
     traits=(),
     examples=[
-        {"direction": identity(), "learning_rate": 0.05, "hyper_lr": 1e-3},
-        {"direction": trace(0.9), "learning_rate": 0.05, "hyper_lr": 1e-3},
+        {"direction": Use("identity"), "learning_rate": 0.05, "hyper_lr": 1e-3},
+        {"direction": Use("trace", {"decay": 0.9}), "learning_rate": 0.05, "hyper_lr": 1e-3},
     ],
 )
 def scale_by_hypergradient(
@@ -97,18 +95,18 @@ def scale_by_hypergradient(
             jnp.asarray(learning_rate, dt), kit.zeros_like(params), inner.init(params)
         )
 
-    def update(updates, state, params=None, count=None, **extra):
+    def step(updates, state, params, h):
         kit.check_match(
             "scale_by_hypergradient", "updates", updates, "prev_direction", state.prev_direction
         )
         lr_old = state.learning_rate
-        beta = kit.scalar(kit.resolve(hyper_lr, count), lr_old)
+        beta = kit.scalar(h.hyper_lr, lr_old)
         lr = (lr_old + beta * kit.vdot(updates, state.prev_direction)).astype(lr_old.dtype)
-        d, inner_state = inner.update(updates, state.direction, params, count=count, **extra)
+        d, inner_state = inner.update(updates, state.direction, params, count=h.count, **h.extra)
         u = _scaled(-lr, d, updates)
         return u, HypergradientState(lr, kit.cast_like(d, state.prev_direction), inner_state)
 
-    return transformation(Block(init, update))
+    return kit.block("scale_by_hypergradient", step, init, hyper={"hyper_lr": hyper_lr})
 
 
 @register(
@@ -217,10 +215,10 @@ def swats(
             adam.init(params), momentum.init(params), zero, zero, jnp.zeros([], jnp.int32)
         )
 
-    def adam_phase(updates, state, params, count, extra):
-        sdt = state.gamma_ema.dtype
-        direction, adam_state = adam.update(updates, state.adam, params, count=count, **extra)
-        alpha = jnp.asarray(kit.resolve(learning_rate, count), sdt)
+    def adam_phase(updates, state, params, h):
+        sdt, count = state.gamma_ema.dtype, h.count
+        direction, adam_state = adam.update(updates, state.adam, params, count=count, **h.extra)
+        alpha = jnp.asarray(h.learning_rate, sdt)
         p = _scaled(-alpha, direction, updates)
         pg, pp = kit.vdot(p, updates).astype(sdt), kit.vdot(p, p).astype(sdt)
         projected = pg != 0
@@ -235,20 +233,20 @@ def swats(
             switch_step=jnp.where(switch, count + 1, 0).astype(jnp.int32),
         )
 
-    def sgd_phase(updates, state, params, count, extra):
-        v, momentum_state = momentum.update(updates, state.momentum, params, count=count)
+    def sgd_phase(updates, state, params, h):
+        v, momentum_state = momentum.update(updates, state.momentum, params, count=h.count)
         u = _scaled(-(1 - b1) * state.sgd_learning_rate, v, updates)
         return u, state._replace(momentum=momentum_state)
 
-    def update(updates, state, params=None, count=None, **extra):
+    def step(updates, state, params, h):
         # only the current phase runs (both states are always present, so the step jits)
         return jax.lax.cond(
             state.switch_step > 0,
-            lambda: sgd_phase(updates, state, params, count, extra),
-            lambda: adam_phase(updates, state, params, count, extra),
+            lambda: sgd_phase(updates, state, params, h),
+            lambda: adam_phase(updates, state, params, h),
         )
 
-    return transformation(Block(init, update))
+    return kit.block("swats", step, init, hyper={"learning_rate": learning_rate})
 
 
 # --- D-Adaptation and Prodigy --------------------------------------------------------------------
@@ -277,7 +275,7 @@ def _d_step(d: jax.Array, learning_rate: Any, b1: Any, b2: Any, count: jax.Array
     dt = d.dtype
     t = (count + 1).astype(dt)
     bias = jnp.sqrt(1 - jnp.asarray(b2, dt) ** t) / (1 - jnp.asarray(b1, dt) ** t)
-    return (d * kit.resolve(learning_rate, count) * bias).astype(dt)
+    return (d * learning_rate * bias).astype(dt)
 
 
 @register(optax="contrib.dadapt_adamw", traits=(), examples=[{}, {"weight_decay": 0.01}])
@@ -309,10 +307,9 @@ def dadapt_adamw(
         d0 = jnp.asarray(estim_lr0, kit.scalar_dtype(params))
         return DAdaptAdamWState(z(params), z(params), z(params), d0, jnp.zeros_like(d0))
 
-    def update(updates, state, params=None, count=None, **extra):
-        kit.need_params("dadapt_adamw", params)
+    def step(updates, state, params, h):
         d, sdt = state.estim_lr, state.estim_lr.dtype
-        dlr = _d_step(d, learning_rate, b1, b2, count)
+        dlr = _d_step(d, h.learning_rate, b1, b2, h.count)
 
         def leaf(g, m, v, s, p):
             k = kit.compute_dtype(g)
@@ -330,7 +327,8 @@ def dadapt_adamw(
         d_new = jnp.maximum(d, r / ((1 - c) * kit.l1_norm(s))).astype(sdt)
         return u, DAdaptAdamWState(m, v, s, d_new, r.astype(sdt))
 
-    return transformation(Block(init, update))
+    hyper = {"learning_rate": learning_rate}
+    return kit.block("dadapt_adamw", step, init, hyper=hyper, needs_params=True)
 
 
 class ProdigyState(NamedTuple):
@@ -384,10 +382,9 @@ def prodigy(
             z(params), z(params), z(params), kit.copy(params), d0, jnp.zeros_like(d0)
         )
 
-    def update(updates, state, params=None, count=None, **extra):
-        kit.need_params("prodigy", params)
+    def step(updates, state, params, h):
         d, sdt = state.estim_lr, state.estim_lr.dtype
-        dlr = _d_step(d, learning_rate, b1, b2, count)
+        dlr = _d_step(d, h.learning_rate, b1, b2, h.count)
         w = d if safeguard_warmup else dlr
 
         def moments(g, m, v, s, x0, p):
@@ -412,7 +409,8 @@ def prodigy(
         (u,) = kit.leafwise("prodigy", step, 1, updates, m, v, params)
         return u, ProdigyState(m, v, s, state.params0, d_new, r.astype(sdt))
 
-    return transformation(Block(init, update))
+    hyper = {"learning_rate": learning_rate}
+    return kit.block("prodigy", step, init, hyper=hyper, needs_params=True)
 
 
 # --- Schedule-Free -------------------------------------------------------------------------------
@@ -430,14 +428,19 @@ class ScheduleFreeState(NamedTuple):
     z: Tree
 
 
+def _ramp(count: jax.Array) -> jax.Array:
+    """An example schedule (used by the registry's examples)."""
+    return 0.1 * (count + 1) / (count + 5)
+
+
 @register(
     optax="contrib.schedule_free",
     traits=(),
     examples=[
-        {"base_optimizer": scale_by_learning_rate(0.1), "learning_rate": 0.1},
+        {"base_optimizer": Use("sgd", {"learning_rate": 0.1}), "learning_rate": 0.1},
         {
-            "base_optimizer": scale_by_learning_rate(lambda c: 0.1 * (c + 1) / (c + 5)),
-            "learning_rate": lambda c: 0.1 * (c + 1) / (c + 5),
+            "base_optimizer": Use("scale_by_learning_rate", {"learning_rate": _ramp}),
+            "learning_rate": _ramp,
             "b1": 0.8,
             "weight_lr_power": 1.0,
         },
@@ -474,11 +477,11 @@ def schedule_free(
         z = kit.copy(kit.cast(params, z_dtype))
         return ScheduleFreeState(zero + b1, zero, zero, base.init(params), z)
 
-    def update(updates, state, params=None, count=None, **extra):
-        kit.need_params("schedule_free", params)
+    def step(updates, state, params, h):
         kit.check_match("schedule_free", "updates", updates, "z", state.z)
         sdt = state.max_lr.dtype
-        lr = jnp.asarray(kit.resolve(learning_rate, count + 1), sdt)
+        # the averaging weight reads the learning rate one step ahead, as optax does
+        lr = jnp.asarray(kit.resolve(learning_rate, h.count + 1), sdt)
         max_lr = jnp.maximum(state.max_lr, lr)
         weight = max_lr**weight_lr_power
         total = state.weight_sum + weight
@@ -486,7 +489,7 @@ def schedule_free(
         ck = jnp.where(total > 0, weight / jnp.where(total > 0, total, 1), 0)
 
         base_u, base_state = base.update(
-            updates, state.base_optimizer_state, params, count=count, **extra
+            updates, state.base_optimizer_state, params, count=h.count, **h.extra
         )
 
         def leaf(y, z, bu):
@@ -503,7 +506,7 @@ def schedule_free(
             state.b1, total.astype(sdt), max_lr, base_state, z
         )
 
-    return transformation(Block(init, update))
+    return kit.block("schedule_free", step, init, needs_params=True)
 
 
 def schedule_free_eval_params(state: Any, params: Tree) -> Tree:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx import kit
-from gradtx.base import GradientTransformation, chain, identity
-from gradtx.blocks import add_noise, scale_by_learning_rate, trace
+from gradtx.base import GradientTransformation, chain
+from gradtx.blocks import add_noise, identity, scale_by_learning_rate, trace
 from gradtx.registry import register
 
 

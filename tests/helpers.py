@@ -1,6 +1,5 @@
-"""Shared harness of the core tests, and a script printing each alias's worst relative error.
-
-    python tests/error_table.py      # alias -> worst rel. error vs NumPy and vs optax (float64)
+"""The shared harness of the tests: a small parameter tree, a gradient sequence, an eager
+trajectory runner and the relative error between trajectories.
 
 The harness runs an optimizer eagerly (no jit: the small ops are cached per shape, which is far
 cheaper than one compilation per configuration on a 2-core machine) over a fixed pseudo-random
@@ -10,9 +9,7 @@ gradient sequence on a small tree with leaves of different shapes, including a s
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -102,34 +99,3 @@ def rel_err(got: Sequence[Sequence[np.ndarray]], want: Sequence[Sequence[np.ndar
             err = np.max(np.abs(a - b)) if b.size else 0.0
             worst = max(worst, float(err / scale) if scale > 0 else float(err))
     return worst
-
-
-def main() -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    jax.config.update("jax_enable_x64", True)
-    import numpy_ref as ref
-    import test_optax_parity as par
-    import test_reference as tr
-
-    worst_ref: dict[str, float] = {}
-    for case in tr.ALIAS_CASES:
-        name = case.id.split("-")[0]
-        err = tr.error_vs_numpy(case)
-        worst_ref[name] = max(worst_ref.get(name, 0.0), err)
-    worst_optax: dict[str, float] = {}
-    for case in par.ALIAS_CASES:
-        name = case.id.split("-")[0]
-        err = par.error_vs_optax(case, jnp.float64)
-        worst_optax[name] = max(worst_optax.get(name, 0.0), err)
-    del ref
-    print(f"{'alias':<12} {'vs NumPy':>10} {'vs optax':>10}")
-    for name in sorted(set(worst_ref) | set(worst_optax)):
-        a = worst_ref.get(name)
-        b = worst_optax.get(name)
-        fa = f"{a:10.1e}" if a is not None else f"{'-':>10}"
-        fb = f"{b:10.1e}" if b is not None else f"{'-':>10}"
-        print(f"{name:<12} {fa} {fb}")
-
-
-if __name__ == "__main__":
-    main()
