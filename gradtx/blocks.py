@@ -216,7 +216,7 @@ def bias_correction(decay: kit.Decay) -> GradientTransformation:
     ],
 )
 def add_decayed_weights(
-    weight_decay: kit.NonNegative = 0.0, mask: Any = None
+    weight_decay: ScalarOrSchedule = 0.0, mask: Any = None
 ) -> GradientTransformation:
     """``u = g + weight_decay * p``.
 
@@ -225,7 +225,7 @@ def add_decayed_weights(
     (AdamW: ``p <- p - lr * (adam_direction + wd * p)``).
 
     Args:
-      weight_decay: the coefficient ``wd``.
+      weight_decay: the coefficient ``wd`` (any sign: ``fromage`` shrinks with a negative one).
 
     optax: ``optax.add_decayed_weights``.
     """

@@ -406,6 +406,14 @@ def global_norm(tree: Tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(abs_sq(x.astype(compute_dtype(x)))) for x in leaves))
 
 
+def safe_norm(x: jax.Array, min_norm: Any) -> jax.Array:
+    """``max(||x||_2, min_norm)`` over all of ``x``, with a finite gradient at ``x = 0`` (the
+    norm's own gradient there is NaN)."""
+    sq = jnp.sum(abs_sq(x))
+    small = sq <= jnp.square(min_norm)
+    return jnp.where(small, min_norm, jnp.sqrt(jnp.where(small, 1, sq))).astype(sq.dtype)
+
+
 def vdot(a: Tree, b: Tree) -> jax.Array:
     """``<a, b>`` over all leaves, accumulated in at least float32 (real part for complex)."""
     terms = [
@@ -571,6 +579,7 @@ __all__ = [
     "power",
     "ranges_of",
     "resolve",
+    "safe_norm",
     "scalar",
     "scalar_dtype",
     "validated",

@@ -7,7 +7,7 @@ optimizers chained from them:
 ``adam``           Adam, AdamW, NAdam(W), AMSGrad: bias-corrected first and second moments
 ``adam_variants``  AdaMax, RAdam, torch's NAdam, AdaBelief, Yogi: Adam with another moment rule
 ``sign``           signSGD, Lion: the sign of a (smoothed) gradient
-``trust_ratio``    LARS, LAMB: layer-wise step sizes from the parameter/update norm ratio
+``trust_ratio``    LARS, LAMB, Fromage: per-leaf steps from the parameter/update norm ratio
 ``self_tuning``    hypergradient descent, SWATS, D-Adaptation, Prodigy, Schedule-Free
 =================  ===========================================================================
 
@@ -21,3 +21,4 @@ from gradtx.optimizers.rms import *  # noqa: F403
 from gradtx.optimizers.self_tuning import *  # noqa: F403
 from gradtx.optimizers.sgd import *  # noqa: F403
 from gradtx.optimizers.sign import *  # noqa: F403
+from gradtx.optimizers.trust_ratio import *  # noqa: F403
