@@ -67,7 +67,7 @@ class Entry:
 
     def build(self, example: int = 0, **overrides: Any) -> Any:
         """The transformation of example ``example``, with ``overrides`` on top."""
-        kwargs = resolve_uses({**self.examples[example], **overrides}, _build)
+        kwargs = resolve_uses({**self.examples[example], **overrides}, build)
         return self.factory(**kwargs)
 
 
@@ -122,8 +122,9 @@ def register(
     return decorate
 
 
-def _build(name: str, kwargs: Mapping[str, Any]) -> Any:
-    return get(name).factory(**resolve_uses(kwargs, _build))
+def build(name: str, kwargs: Mapping[str, Any]) -> Any:
+    """``gradtx.<name>(**kwargs)``, with ``Use`` arguments built the same way."""
+    return get(name).factory(**resolve_uses(kwargs, build))
 
 
 def entries(kind: Kind | None = None) -> list[Entry]:
@@ -164,6 +165,7 @@ __all__ = [
     "Entry",
     "Use",
     "add",
+    "build",
     "entries",
     "get",
     "matrices",

@@ -15,6 +15,9 @@ The general-purpose blocks they share (learning rate, momentum, weight decay, no
 ``gradtx.blocks``; the kit they are written with in ``gradtx.kit``.
 """
 
+FAMILIES = ("sgd", "rms", "adam", "adam_variants", "sign", "trust_ratio", "self_tuning")
+"""The family modules, in the order of the table above; each is imported below."""
+
 from gradtx.optimizers.adam import *  # noqa: F403
 from gradtx.optimizers.adam_variants import *  # noqa: F403
 from gradtx.optimizers.rms import *  # noqa: F403
