@@ -33,11 +33,19 @@ GLOSSARY = {
     "initial_accumulator_value": "starting value of the accumulator.",
     "key": "PRNG key (or an int seed) of the noise; stored as raw ``uint32`` key data.",
     "seed": "an int seed, an alternative to ``key``.",
-    "eta": "noise scale ``eta``.",
-    "gamma": "decay exponent ``gamma`` of the noise variance.",
+    "eta": "variance of the noise at the first step (``s_t^2 = eta / t^gamma``).",
+    "gamma": "how fast the noise variance decays with the step ``t`` (``s_t^2 = eta / t^gamma``).",
     "flip_sign": "multiply by ``-lr`` (descent) rather than ``+lr``.",
     "step_size": "the factor: a number or a schedule.",
     "step_size_fn": "a schedule ``step -> factor``.",
+    "hyper_lr": "step size of the learning rate's own update "
+    "``alpha_t = alpha_{t-1} + hyper_lr * <g_t, d_{t-1}>`` (0: a fixed learning rate).",
+    "betas": "``(b1, b2)``: the decay rates of the first and second moments (numbers).",
+    "estim_lr0": "starting value ``d0`` of the distance estimate ``d`` (small: ``d`` only grows).",
+    "weight_lr_power": "exponent of the averaging weights "
+    "``w_t = max_{i<=t} lr_i ^ weight_lr_power``.",
+    "state_dtype": "storage dtype of the base iterate ``z`` (``None``: the params' dtype).",
+    "warmup_steps": "steps of a linear warmup of the learning rate from 0 (``None``: no warmup).",
 }
 
 _SECTION = re.compile(r"^(Args|Arguments):\s*$")

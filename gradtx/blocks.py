@@ -30,19 +30,39 @@ def _scaled(factor: Any, tree: Tree) -> Tree:
 def identity() -> GradientTransformation:
     """Leaves updates unchanged: ``u = g``.
 
-    optax: ``optax.identity``.
+    A placeholder where a chain's member is optional (``clip(c) if c else identity()``).
+
+    optax: ``optax.identity``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> g = jnp.array([0.5, -3.0], jnp.float32)
+        >>> tx = gradtx.chain(gradtx.identity(), gradtx.scale(-0.1))  # e.g. instead of a clip
+        >>> updates, _ = tx.update(g, tx.init(g))
+        >>> print(updates)
+        [-0.05  0.3 ]
     """
     return stateless(lambda updates, params: updates)
 
 
 @register("block", optax="scale", examples=[{"step_size": -0.5}], traced="step_size")
 def scale(step_size: ScalarOrSchedule) -> GradientTransformation:
-    """``u = step_size * g``.
+    """Multiplies by a fixed factor: ``u = step_size * g`` (a schedule is read at ``t - 1``).
 
     Args:
       step_size: the factor: a number, an array or a schedule ``step -> factor``.
 
-    optax: ``optax.scale``.
+    optax: ``optax.scale``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale(-0.5)
+        >>> g = jnp.array([1.0, -4.0], jnp.float32)
+        >>> updates, _ = tx.update(g, tx.init(g))
+        >>> print(updates)
+        [-0.5  2. ]
     """
     return kit.block(
         "scale",
@@ -61,9 +81,23 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTrans
     """``u = step_size_fn(t - 1) * g``, the factor cast to each leaf's dtype.
 
     Args:
-      step_size_fn: a schedule ``step -> factor``.
+      step_size_fn: a schedule ``step -> factor``, called with the number of completed steps.
 
-    optax: ``optax.scale_by_schedule``.
+    optax: ``optax.scale_by_schedule``; torch: none (a ``torch.optim.lr_scheduler`` rescales
+    ``lr``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_schedule(lambda step: 1 / (1 + step))
+        >>> g = jnp.array([2.0, -4.0], jnp.float32)
+        >>> state = tx.init(g)
+        >>> for _ in range(3):
+        ...     updates, state = tx.update(g, state)
+        ...     print(jnp.array_str(updates, precision=4))
+        [ 2. -4.]
+        [ 1. -2.]
+        [ 0.6667 -1.3333]
     """
 
     def step(g, state, params, h):
@@ -88,7 +122,21 @@ def scale_by_learning_rate(
     Args:
       learning_rate: the step size ``lr``: a number or a schedule; ``None`` for no scaling.
 
-    optax: ``optax.scale_by_learning_rate``.
+    optax: ``optax.scale_by_learning_rate``; torch: none (the ``lr`` of every ``torch.optim``
+    optimizer).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_learning_rate(lambda step: 0.1 * 0.5**step)
+        >>> g = jnp.array([1.0, -2.0], jnp.float32)
+        >>> state = tx.init(g)
+        >>> for _ in range(3):
+        ...     updates, state = tx.update(g, state)
+        ...     print(jnp.array_str(updates, precision=4))
+        [-0.1  0.2]
+        [-0.05  0.1 ]
+        [-0.025  0.05 ]
     """
     if learning_rate is None:
         return identity()
@@ -122,14 +170,28 @@ def trace(
     """Heavy-ball momentum: ``m_t = decay * m_{t-1} + (1 - dampening) * g`` with ``m_1 = g``;
     ``u = m_t``, or ``u = g + decay * m_t`` with ``nesterov``.
 
+    ``accumulator_dtype`` stores ``m`` in that dtype (e.g. bfloat16); the update then uses ``m`` as
+    stored.
+
     Args:
       decay: the momentum coefficient.
       dampening: scales the gradient's share of the buffer (torch's SGD ``dampening``; the
         first step is not damped).
 
-    With ``dampening = 0`` this is optax's ``optax.trace``; with dampening it is torch's SGD
-    momentum buffer.  ``accumulator_dtype`` stores ``m`` in that dtype (e.g. bfloat16); the
-    update then uses ``m`` as stored.
+    optax: ``optax.trace`` (no ``dampening``); torch: the momentum buffer of ``torch.optim.SGD``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.trace(decay=0.9)
+        >>> g = jnp.array([1.0], jnp.float32)
+        >>> state = tx.init(g)
+        >>> for _ in range(3):  # a constant gradient: m grows towards g / (1 - decay)
+        ...     updates, state = tx.update(g, state)
+        ...     print(jnp.array_str(updates, precision=4))
+        [1.]
+        [1.9]
+        [2.71]
     """
 
     def step(updates, state, params, h):
@@ -164,9 +226,21 @@ def ema(
     ``u = m_t / (1 - decay^t)`` when ``debias`` else ``m_t``.
 
     Args:
+      decay: weight of the past in the average (``0``: ``u = g``).
       debias: divide by ``1 - decay^t`` (the average starts at 0).
 
-    optax: ``optax.ema``.
+    optax: ``optax.ema``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.ema(decay=0.9)
+        >>> state = tx.init(jnp.zeros(1, jnp.float32))
+        >>> for g in (1.0, 3.0):
+        ...     updates, state = tx.update(jnp.array([g], jnp.float32), state)
+        ...     print(jnp.array_str(updates, precision=4))
+        [1.]
+        [2.0526]
     """
 
     def step(updates, state, params, h):
@@ -191,7 +265,18 @@ def bias_correction(decay: kit.Decay) -> GradientTransformation:
     Args:
       decay: the decay rate of the average being corrected.
 
-    optax: none as a block (``optax.tree.bias_correction`` is the tree function).
+    optax: none as a block (``optax.tree.bias_correction`` is the tree function); torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.chain(gradtx.ema(0.9, debias=False), gradtx.bias_correction(0.9))
+        >>> state = tx.init(jnp.zeros(1, jnp.float32))
+        >>> for g in (1.0, 3.0):  # the same numbers as ema(0.9)
+        ...     updates, state = tx.update(jnp.array([g], jnp.float32), state)
+        ...     print(jnp.array_str(updates, precision=4))
+        [1.]
+        [2.0526]
     """
 
     def step(g, state, params, h):
@@ -227,7 +312,18 @@ def add_decayed_weights(
     Args:
       weight_decay: the coefficient ``wd`` (any sign: ``fromage`` shrinks with a negative one).
 
-    optax: ``optax.add_decayed_weights``.
+    optax: ``optax.add_decayed_weights``; torch: the ``weight_decay=`` of ``torch.optim.SGD`` (L2)
+    or ``torch.optim.AdamW`` (decoupled).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = {"w": jnp.array([1.0, -2.0], jnp.float32), "b": jnp.ones(1, jnp.float32)}
+        >>> tx = gradtx.add_decayed_weights(0.1, mask=gradtx.paths.exclude("b"))  # not "b"
+        >>> grads = {"w": jnp.ones(2, jnp.float32), "b": jnp.ones(1, jnp.float32)}
+        >>> updates, _ = tx.update(grads, tx.init(params), params)
+        >>> print(updates["w"], updates["b"])
+        [1.1 0.8] [1.]
     """
 
     def step(g, state, params, h):
@@ -273,10 +369,21 @@ def add_noise(
     ``s_t^2 = eta / t^gamma``; one fresh key per leaf per step.
 
     The key is stored as raw key data (uint32), so the state serialises with flax and orbax.
-    optax: ``optax.add_noise``.
 
     Args:
       key: PRNG key (or an int seed) of the noise (``None``: seed 0).
+
+    optax: ``optax.add_noise``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.add_noise(eta=0.01, gamma=0.55, seed=0)
+        >>> g = jnp.zeros(3, jnp.float32)
+        >>> u1, state = tx.update(g, tx.init(g))
+        >>> u2, _ = tx.update(g, tx.init(g))  # the same seed replays the same noise
+        >>> print(bool(jnp.all(u1 == u2)), gradtx.tree_get(state, "rng_key").dtype)
+        True uint32
     """
     if seed is not None:
         if key is not None:

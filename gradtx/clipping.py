@@ -20,6 +20,15 @@ def clip(max_delta: kit.NonNegative) -> GradientTransformation:
       max_delta: the largest magnitude an element keeps.
 
     optax: ``optax.clip``; torch: ``torch.nn.utils.clip_grad_value_``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.clip(max_delta=0.5)
+        >>> g = jnp.array([0.2, -3.0, 1.0], jnp.float32)
+        >>> updates, _ = tx.update(g, tx.init(g))
+        >>> print(updates)
+        [ 0.2 -0.5  0.5]
     """
 
     def step(g, state, params, h):
@@ -49,6 +58,15 @@ def clip_by_global_norm(max_norm: kit.Positive) -> GradientTransformation:
 
     optax: ``optax.clip_by_global_norm``; torch: ``torch.nn.utils.clip_grad_norm_`` (which also
     scales when ``n == max_norm``, by a factor ``max_norm / (n + 1e-6)``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.clip_by_global_norm(max_norm=1.0)
+        >>> g = {"a": jnp.array([3.0], jnp.float32), "b": jnp.array([4.0], jnp.float32)}
+        >>> updates, state = tx.update(g, tx.init(g))
+        >>> print(updates["a"], updates["b"], gradtx.tree_get(state, "global_norm"))
+        [0.6] [0.8] 5.0
     """
 
     def init(params):
@@ -74,7 +92,16 @@ def clip_by_block_rms(threshold: kit.Positive) -> GradientTransformation:
     Args:
       threshold: the largest RMS a leaf keeps.
 
-    optax: ``optax.clip_by_block_rms``.
+    optax: ``optax.clip_by_block_rms``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.clip_by_block_rms(threshold=1.0)
+        >>> g = {"a": jnp.array([3.0, -4.0], jnp.float32), "b": jnp.full(2, 0.5, jnp.float32)}
+        >>> updates, _ = tx.update(g, tx.init(g))
+        >>> print(jnp.array_str(updates["a"], precision=4), updates["b"])  # "b" is kept
+        [ 0.8485 -1.1314] [0.5 0.5]
     """
 
     def step(g, state, params, h):
@@ -127,7 +154,17 @@ def adaptive_grad_clip(
       eps: the smallest parameter norm used (so zero-initialised units can move).
       axis: the axes a unit's norm is taken over (``None``: by rank, see ``unitwise_norm``).
 
-    optax: ``optax.adaptive_grad_clip``.
+    optax: ``optax.adaptive_grad_clip``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.adaptive_grad_clip(clipping=0.1)
+        >>> params = jnp.array([3.0, 4.0], jnp.float32)  # norm 5: gradients are cut to norm 0.5
+        >>> g = jnp.array([0.0, 10.0], jnp.float32)
+        >>> updates, _ = tx.update(g, tx.init(params), params)
+        >>> print(updates)
+        [0.  0.5]
     """
 
     def step(g, state, params, h):

@@ -4,17 +4,14 @@ Each optimizer lives in its family module (``gradtx.optimizers.self_tuning`` for
 learning-rate-free ones); this namespace only gathers optax's contrib spellings.
 """
 
-from gradtx.optimizers.self_tuning import (
-    DAdaptAdamWState,
-    ProdigyState,
+from gradtx.optimizers.schedule_free import (
     ScheduleFreeState,
-    dadapt_adamw,
-    prodigy,
     schedule_free,
     schedule_free_adamw,
     schedule_free_eval_params,
     schedule_free_sgd,
 )
+from gradtx.optimizers.self_tuning import DAdaptAdamWState, ProdigyState, dadapt_adamw, prodigy
 
 __all__ = [
     "DAdaptAdamWState",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+import types
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -69,19 +70,21 @@ def _is_hyper_hint(hint: Any) -> bool:
         return not rng.integer
     if hint is float or hint is ScalarOrSchedule:
         return True
-    return any(_is_hyper_hint(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None, float | Array
+        return any(_is_hyper_hint(a) for a in typing.get_args(hint))
+    return False
 
 
 def declared_hyperparams(factory: Callable[..., Any]) -> set[str] | None:
     """The arguments ``factory``'s annotations declare numeric.  gradtx's factories annotate
-    each hyperparameter with a ``kit`` type (``kit.Rate``, ``kit.Decay``, ...); ``None`` when
-    the factory declares none (e.g. a foreign one)."""
+    each hyperparameter with a ``kit`` type (``kit.Rate``, ``kit.Decay``, ...) and is marked by
+    ``kit.validated``; ``None`` for a foreign factory that declares none (e.g. optax's)."""
     try:
         hints = typing.get_type_hints(inspect.unwrap(factory), include_extras=True)
     except Exception:  # unresolvable annotations: treat the factory as foreign
         return None
     declared = {n for n, h in hints.items() if n != "return" and _is_hyper_hint(h)}
-    return declared or None
+    return declared if getattr(factory, "__gradtx_validated__", False) else declared or None
 
 
 def _storage_dtype(hyperparam_dtype: Any) -> jnp.dtype:
@@ -116,9 +119,10 @@ def inject_hyperparams(
     - a number or float array: a hyperparameter, stored in ``state.hyperparams[name]`` as a
       ``hyperparam_dtype`` array (default: float32, float64 under x64) and read back on every
       update, so ``tree_set(state, name=value)`` takes effect at the next step;
-    - a callable: a schedule ``step -> value`` evaluated at the optimizer's step counter (the
-      ``count`` of its ``ChainState``, the same one the unwrapped optimizer would use), its
-      value recorded in ``state.hyperparams[name]``; setting that entry has no effect;
+    - a callable: a schedule ``step -> value``, handed to the factory as it is (so it is
+      evaluated exactly where the unwrapped optimizer evaluates it), and its value at the
+      optimizer's step counter recorded in ``state.hyperparams[name]`` for logging; setting that
+      entry has no effect;
     - static (passed to the factory unchanged): everything else, and the names in
       ``static_args``.
 
@@ -181,7 +185,10 @@ def inject_hyperparams(
             return {n: _as_stored(v, dtype) for n, v in values.items()}
 
         def inner(values: dict[str, jax.Array]) -> GradientTransformation:
-            return chain(inner_factory(**fixed, **values))
+            # schedules go in as themselves: the factory evaluates them where it always does
+            # (schedule_free reads its learning rate one step ahead), so nothing shifts
+            numbers = {n: v for n, v in values.items() if n not in schedules}
+            return chain(inner_factory(**fixed, **schedules, **numbers))
 
         def block_init(params):
             values = current({n: numeric.get(n) for n in order}, zero_count())

@@ -140,6 +140,12 @@ Positive = Annotated[ScalarOrSchedule, Range("(0, inf)")]
 """A number > 0, an array or a schedule."""
 Steps = Annotated[int, Range("[1, inf)", integer=True)]
 """A whole number of steps >= 1."""
+NonNegativeConstant = Annotated[float, Range("[0, inf)")]
+"""A number >= 0 the rule builds constants from when the optimizer is built (not a schedule)."""
+PositiveConstant = Annotated[float, Range("(0, inf)")]
+"""A number > 0 the rule builds constants from (not a schedule)."""
+ConstantDecay = Annotated[float, Range("[0, 1)")]
+"""A decay rate in ``[0, 1)`` the rule builds constants from (not a schedule)."""
 
 
 def _range_in(hint: Any) -> Range | None:
@@ -179,7 +185,8 @@ def _check_kind(where: str, name: str, value: Any, default: Any) -> None:
 def validated(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Checks every argument annotated with a ``Range`` when ``fn`` is called: the value must be
     a number, an array or a schedule (``None`` only where ``None`` is the default) and, when
-    concrete, inside the interval.  Errors name ``fn``, the argument and the interval."""
+    concrete, inside the interval.  Errors name ``fn``, the argument and the interval.  The
+    annotations also tell ``inject_hyperparams`` which arguments are hyperparameters."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -193,6 +200,7 @@ def validated(fn: Callable[..., Any]) -> Callable[..., Any]:
                     rng.check(fn.__name__, name, value)
         return fn(*args, **kwargs)
 
+    checked.__gradtx_validated__ = True  # its annotations declare its hyperparameters
     return checked
 
 
@@ -547,11 +555,14 @@ def block(
 
 
 __all__ = [
+    "ConstantDecay",
     "Debias",
     "Decay",
     "Fraction",
     "NonNegative",
+    "NonNegativeConstant",
     "Positive",
+    "PositiveConstant",
     "Range",
     "Rate",
     "Steps",

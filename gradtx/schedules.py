@@ -52,44 +52,23 @@ def _check_choice(where: str, name: str, value: str, choices: Sequence[str]) -> 
 
 
 def _linear(start: Any, end: Any, frac: jax.Array) -> jax.Array:
-    """``start + (end - start) * frac``."""
-    return start + (end - start) * frac
+    """``start + (end - start) * frac``, computed from the nearer end: exact at both, and no
+    cancellation of large terms near a small end value (the last steps of a onecycle)."""
+    return jnp.where(frac <= 0.5, start + (end - start) * frac, end + (start - end) * (1 - frac))
 
 
 def _cosine(start: Any, end: Any, frac: jax.Array) -> jax.Array:
-    """``start + (end - start) * (1 - cos(pi * frac)) / 2``: half a cosine wave from start to end
-    (written from ``start`` so that ``frac = 0`` gives exactly ``start``)."""
-    return start + (end - start) * (0.5 * (1 - jnp.cos(jnp.pi * frac)))
+    """``start + (end - start) * (1 - cos(pi * frac)) / 2``: half a cosine wave from start to end,
+    computed from the nearer end like ``_linear``."""
+    c = jnp.cos(jnp.pi * frac)
+    near_start = start + (end - start) * (0.5 * (1 - c))
+    return jnp.where(frac <= 0.5, near_start, end + (start - end) * (0.5 * (1 + c)))
 
 
 _INTERPOLATORS: dict[str, Callable[[Any, Any, jax.Array], jax.Array]] = {
     "linear": _linear,
     "cosine": _cosine,
 }
-
-
-def _knots(where: str, knots: Sequence[int], values: Sequence[Any], kind: str) -> Schedule:
-    """The schedule through the points ``(knots[i], values[i])``, interpolated between neighbours
-    with ``kind`` ("linear" or "cosine"), ``values[0]`` before the first knot and ``values[-1]``
-    from the last one on.  Repeated knots make a jump.  Every onecycle schedule is one of these.
-    """
-    _check_choice(where, "interpolate_type", kind, tuple(_INTERPOLATORS))
-    interpolate = _INTERPOLATORS[kind]
-    segments = [
-        (b0, b1, v0, v1)
-        for (b0, b1), (v0, v1) in zip(pairwise(knots), pairwise(values), strict=True)
-        if b1 > b0
-    ]
-
-    def schedule(step):
-        t = _float_step(step)
-        out = jnp.where(t < knots[0], values[0], values[-1]) + jnp.zeros_like(t)
-        for b0, b1, v0, v1 in segments:
-            inside = (t >= b0) & (t < b1)
-            out = jnp.where(inside, interpolate(v0, v1, (t - b0) / (b1 - b0)), out)
-        return out
-
-    return schedule
 
 
 # --- constant, piecewise and polynomial ----------------------------------------------------------
@@ -379,23 +358,31 @@ def cyclic_schedule(
     step_size_down: int | None = None,
     mode: str = "triangular",
     gamma: Scalar = 1.0,
+    scale_fn: Callable[[jax.Array], Any] | None = None,
+    scale_mode: str = "cycle",
 ) -> Schedule:
     """Cyclical learning rate (Smith 2017).  A cycle lasts ``L = up + down`` steps
     (``down = up`` by default); with ``k = floor(t / L)`` and ``s = t - k L`` the triangle
     ``h = s / up`` for ``s <= up`` else ``(L - s) / down`` gives
     ``value(t) = init_value + (peak_value - init_value) * h * a``, the amplitude factor ``a``
     being 1 ("triangular"), ``0.5**k`` ("triangular2") or ``gamma**t`` ("exp_range").
+    A custom ``scale_fn`` (written with jax.numpy; it gets a float array) replaces ``mode``:
+    ``a = scale_fn(k + 1)`` (the cycle counted from 1, as torch does) with ``scale_mode="cycle"``,
+    ``a = scale_fn(t)`` with ``scale_mode="iterations"``.
 
     ``peak_value < init_value`` runs the cycle downwards, which is the matching momentum cycle
     (torch cycles momentum from ``max_momentum`` down to ``base_momentum``).
     optax: none.  torch: ``CyclicLR(base_lr=init_value, max_lr=peak_value, step_size_up,
-    step_size_down, mode, gamma)``.
+    step_size_down, mode, gamma, scale_fn, scale_mode)``.
     """
     where = "cyclic_schedule"
     up = _check_int(where, "step_size_up", step_size_up, 1)
     down = up if step_size_down is None else _check_int(where, "step_size_down", step_size_down, 1)
-    _check_choice(where, "mode", mode, _CYCLIC_MODES)
-    check_ranges(where, gamma=(gamma, "(0, inf)"))
+    if scale_fn is None:
+        _check_choice(where, "mode", mode, _CYCLIC_MODES)
+        check_ranges(where, gamma=(gamma, "(0, inf)"))
+    else:
+        _check_choice(where, "scale_mode", scale_mode, ("cycle", "iterations"))
     length = up + down
 
     def schedule(step):
@@ -403,13 +390,55 @@ def cyclic_schedule(
         k = jnp.floor(t / length)
         s = t - k * length
         height = jnp.where(s <= up, s / up, (length - s) / down)
-        if mode == "triangular":
+        if scale_fn is not None:
+            amplitude = scale_fn(k + 1 if scale_mode == "cycle" else t)
+        elif mode == "triangular":
             amplitude = 1.0
         elif mode == "triangular2":
             amplitude = 0.5**k
         else:
             amplitude = gamma**t
         return init_value + (peak_value - init_value) * height * amplitude
+
+    return schedule
+
+
+def interpolate_schedule(
+    boundaries: Sequence[float], values: Sequence[Scalar], interpolate_type: str = "linear"
+) -> Schedule:
+    """The schedule through the points ``(boundaries[i], values[i])``: between neighbouring
+    boundaries the value goes along a line (``"linear"``) or half a cosine wave (``"cosine"``);
+    ``values[0]`` before the first boundary, ``values[-1]`` from the last one on.  Boundaries are
+    non-decreasing real numbers, whole or not, negative or not; a repeated boundary makes a jump
+    (the value at it is the later one).  Every onecycle schedule here is one of these.
+
+    optax: none (``piecewise_interpolate_schedule`` places its points by scales).  torch:
+    ``OneCycleLR`` (``gradtx.torch_compat``), whose phases end at ``pct_start * total_steps - 1``.
+    """
+    where = "interpolate_schedule"
+    _check_choice(where, "interpolate_type", interpolate_type, tuple(_INTERPOLATORS))
+    knots, values = [float(b) for b in boundaries], list(values)
+    if not knots or len(knots) != len(values):
+        raise ValueError(
+            f"{where}: need as many values as boundaries (at least one), got {len(knots)} "
+            f"boundaries and {len(values)} values"
+        )
+    if not np.all(np.isfinite(knots)) or any(b1 < b0 for b0, b1 in pairwise(knots)):
+        raise ValueError(f"{where}: boundaries must be finite and non-decreasing, got {knots}")
+    interpolate = _INTERPOLATORS[interpolate_type]
+    segments = [
+        (b0, b1, v0, v1)
+        for (b0, b1), (v0, v1) in zip(pairwise(knots), pairwise(values), strict=True)
+        if b1 > b0
+    ]
+
+    def schedule(step):
+        t = _float_step(step)
+        out = jnp.where(t < knots[0], values[0], values[-1]) + jnp.zeros_like(t)
+        for b0, b1, v0, v1 in segments:
+            inside = (t >= b0) & (t < b1)
+            out = jnp.where(inside, interpolate(v0, v1, (t - b0) / (b1 - b0)), out)
+        return out
 
     return schedule
 
@@ -431,7 +460,8 @@ def piecewise_interpolate_schedule(
         _check_int(where, "boundary", b, 0)
         check_ranges(where, scale=(s, "[0, inf)"))
         values.append(values[-1] * s)
-    return _knots(where, [0, *(b for b, _ in items)], values, interpolate_type)
+    _check_choice(where, "interpolate_type", interpolate_type, tuple(_INTERPOLATORS))
+    return interpolate_schedule([0, *(b for b, _ in items)], values, interpolate_type)
 
 
 def _onecycle_knots(where: str, transition_steps: int, pct_start: float, pct_final: float | None):
@@ -464,7 +494,7 @@ def cosine_onecycle_schedule(
     check_ranges(where, final_div_factor=(final_div_factor, "(0, inf)"))
     knots = _onecycle_knots(where, transition_steps, pct_start, None)
     low = peak_value / div_factor
-    return _knots(where, knots, [low, peak_value, low / final_div_factor], "cosine")
+    return interpolate_schedule(knots, [low, peak_value, low / final_div_factor], "cosine")
 
 
 def linear_onecycle_schedule(
@@ -487,7 +517,7 @@ def linear_onecycle_schedule(
     check_ranges(where, final_div_factor=(final_div_factor, "(0, inf)"))
     knots = _onecycle_knots(where, transition_steps, pct_start, pct_final)
     low = peak_value / div_factor
-    return _knots(where, knots, [low, peak_value, low, low / final_div_factor], "linear")
+    return interpolate_schedule(knots, [low, peak_value, low, low / final_div_factor], "linear")
 
 
 def onecycle_momentum(
@@ -509,10 +539,10 @@ def onecycle_momentum(
     _check_choice(where, "anneal_strategy", anneal_strategy, ("cos", "linear"))
     if anneal_strategy == "cos":
         knots = _onecycle_knots(where, transition_steps, pct_start, None)
-        return _knots(where, knots, [max_momentum, base_momentum, max_momentum], "cosine")
+        return interpolate_schedule(knots, [max_momentum, base_momentum, max_momentum], "cosine")
     knots = _onecycle_knots(where, transition_steps, pct_start, pct_final)
     values = [max_momentum, base_momentum, max_momentum, max_momentum]
-    return _knots(where, knots, values, "linear")
+    return interpolate_schedule(knots, values, "linear")
 
 
 # --- joining -------------------------------------------------------------------------------------
@@ -552,6 +582,7 @@ __all__ = [
     "cosine_warm_restarts_schedule",
     "cyclic_schedule",
     "exponential_decay",
+    "interpolate_schedule",
     "inverse_time_decay",
     "join_schedules",
     "linear_onecycle_schedule",

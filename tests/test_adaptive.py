@@ -1,5 +1,6 @@
-"""Self-tuning optimizers (gradtx.optimizers.self_tuning) against NumPy transcriptions of the papers'
-algorithms and against optax.contrib, on a small quadratic with a two-leaf parameter tree.
+"""Self-tuning optimizers (gradtx.optimizers.self_tuning, .schedule_free) against NumPy
+transcriptions of the papers' algorithms and against optax.contrib, on a small quadratic with a
+two-leaf parameter tree.
 
 Each group of trajectories is one jitted ``lax.scan``, computed once per module by a fixture,
 so the whole file compiles five programs.
@@ -15,8 +16,7 @@ import optax.contrib
 import pytest
 
 import gradtx
-from gradtx import tree_get, tree_paths, tree_set
-from gradtx.optimizers.self_tuning import (
+from gradtx import (
     adam_hd,
     dadapt_adamw,
     prodigy,
@@ -26,6 +26,9 @@ from gradtx.optimizers.self_tuning import (
     schedule_free_sgd,
     sgd_hd,
     swats,
+    tree_get,
+    tree_paths,
+    tree_set,
 )
 
 TOL = 1e-10

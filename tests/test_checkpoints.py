@@ -1,5 +1,5 @@
 """Optimizer state survives checkpointing: a run saved at step k and resumed is bit-identical to
-the uninterrupted run, for every alias and for the combinators and wrappers, with
+the uninterrupted run, for every registered entry and for the combinators and wrappers, with
 ``flax.serialization`` (bytes and state dicts) and orbax's ``StandardCheckpointer``.
 """
 
@@ -13,7 +13,7 @@ import pytest
 from flax import serialization
 
 import gradtx as aliases
-from gradtx import apply_updates, chain, tree_get
+from gradtx import apply_updates, chain, registry, tree_get
 from gradtx.clipping import clip_by_global_norm
 from gradtx.combinators import masked
 from gradtx.wrappers import (
@@ -39,16 +39,8 @@ D = jax.tree.map(lambda p: jnp.asarray(RNG.normal(size=(STEPS, *p.shape))), PARA
 NAN_STEP = 2  # the "with_nans" optimizers see a NaN gradient here, before the checkpoint
 
 
-def _alias(name):
-    fn = getattr(aliases, name)
-    return fn(1.0) if name == "adadelta" else fn(0.05)
-
-
-OPTIMIZERS = {
-    e.name: _alias(e.name)
-    for e in aliases.registry.entries("optimizer")
-    if e.family != "self_tuning"
-}
+# every registered optimizer and block (their plain configuration), and the wrappers
+OPTIMIZERS = {e.name: e.build(0) for e in registry.entries()}
 OPTIMIZERS.update(
     {
         "masked_adam": masked(aliases.adam(0.05), {"w": True, "b": False}),

@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 from helpers import fast_compile, make_grads, make_params
 
 import gradtx as A
+from gradtx import kit, registry
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -19,74 +21,74 @@ def _fast_compile():
         yield
 
 
-ADAM_LIKE = [
-    "adam",
-    "adamw",
-    "amsgrad",
-    "adamax",
-    "adamaxw",
-    "nadam",
-    "nadamw",
-    "radam",
-    "adabelief",
-    "yogi",
-]
-ALL = sorted([*ADAM_LIKE, "sgd", "adagrad", "rmsprop", "adadelta", "lion", "noisy_sgd", "sign_sgd"])
+ENTRIES = registry.entries()
 
-# (alias, keyword arguments, the argument the message must name, its allowed interval)
+
+def _bad_values(rng: kit.Range) -> list[float]:
+    """Values just outside each end of the interval (an unbounded end gives none), and a
+    non-integer for an integer range."""
+    lo, hi = rng._lo, rng._hi
+    out = []
+    if np.isfinite(lo):
+        out.append(lo - 0.5 if rng._closed[0] else lo)
+    if np.isfinite(hi):
+        out.append(hi + 0.5 if rng._closed[1] else hi)
+    if rng.integer:
+        out.append(max(lo, 0) + 1.5)
+    return out
+
+
+# (entry, argument, bad value, interval): derived from every Range annotation, so a new optimizer
+# is covered as soon as it is registered
 RANGE_CASES = [
-    *[(name, {"learning_rate": -0.1}, "learning_rate", "[0, inf)") for name in ALL],
-    *[(name, {"learning_rate": float("nan")}, "learning_rate", "[0, inf)") for name in ["adam"]],
-    *[(n, {"learning_rate": 0.1, "b1": 1.0}, "b1", "[0, 1)") for n in ADAM_LIKE],
-    *[(n, {"learning_rate": 0.1, "b1": -0.1}, "b1", "[0, 1)") for n in ADAM_LIKE],
-    *[(n, {"learning_rate": 0.1, "b2": 1.5}, "b2", "[0, 1)") for n in ADAM_LIKE],
-    *[(n, {"learning_rate": 0.1, "eps": -1e-8}, "eps", "[0, inf)") for n in ADAM_LIKE],
-    *[
-        (n, {"learning_rate": 0.1, "weight_decay": -1e-4}, "weight_decay", "[0, inf)")
-        for n in ["adamw", "adamaxw", "nadamw", "lion", "adadelta"]
-    ],
-    ("adam", {"learning_rate": 0.1, "eps_root": -1.0}, "eps_root", "[0, inf)"),
-    ("lion", {"learning_rate": 0.1, "b1": 1.5}, "b1", "[0, 1]"),
-    ("lion", {"learning_rate": 0.1, "b2": -0.5}, "b2", "[0, 1]"),
-    ("adagrad", {"learning_rate": 0.1, "eps": -1.0}, "eps", "[0, inf)"),
-    (
-        "adagrad",
-        {"learning_rate": 0.1, "initial_accumulator_value": -1.0},
-        "initial_accumulator_value",
-        "[0, inf)",
-    ),
-    ("rmsprop", {"learning_rate": 0.1, "decay": 1.5}, "decay", "[0, 1]"),
-    ("rmsprop", {"learning_rate": 0.1, "eps": -1.0}, "eps", "[0, inf)"),
-    ("adadelta", {"learning_rate": 0.1, "rho": -0.5}, "rho", "[0, 1]"),
-    ("adadelta", {"learning_rate": 0.1, "eps": -1.0}, "eps", "[0, inf)"),
-    ("noisy_sgd", {"learning_rate": 0.1, "eta": -1.0}, "eta", "[0, inf)"),
-    ("noisy_sgd", {"learning_rate": 0.1, "gamma": -1.0}, "gamma", "[0, inf)"),
-    # sgd/rmsprop check momentum themselves, so the message names the caller's argument
-    ("sgd", {"learning_rate": 0.1, "momentum": -0.1}, "momentum", "[0, inf)"),
-    ("rmsprop", {"learning_rate": 0.1, "momentum": -0.1}, "momentum", "[0, inf)"),
+    (e, name, bad, rng)
+    for e in ENTRIES
+    if e.kind != "torch"
+    for name, rng in kit.ranges_of(e.factory).items()
+    for bad in _bad_values(rng)
 ]
 
 
 @pytest.mark.parametrize(
-    "name, kwargs, arg, interval",
+    ("entry", "arg", "bad", "rng"),
     RANGE_CASES,
-    ids=[f"{n}-{a}={v}" for n, kw, a, _ in RANGE_CASES for v in [kw.get(a)]],
+    ids=[f"{e.name}-{a}={b}" for e, a, b, _ in RANGE_CASES],
 )
-def test_out_of_range_hyperparameter_raises_at_construction(name, kwargs, arg, interval):
+def test_out_of_range_hyperparameter_raises_at_construction(entry, arg, bad, rng):
     with pytest.raises(ValueError) as info:
-        getattr(A, name)(**kwargs)
+        entry.build(0, **{arg: bad})
     msg = str(info.value)
+    assert msg.startswith(f"{entry.name}: "), msg
     assert re.search(rf"\b{arg}=", msg), msg
-    assert interval in msg, msg
-    assert "out of range" in msg, msg
+    assert rng.interval in msg and "out of range" in msg, msg
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_in_range_edge_values_are_accepted(name):
-    """Zero learning rate and the closed ends of the intervals are legal."""
-    getattr(A, name)(learning_rate=0.0)
-    if name in ADAM_LIKE:
-        getattr(A, name)(learning_rate=0.1, b1=0.0, b2=0.0, eps=0.0)
+def test_range_cases_cover_every_entry_with_ranges():
+    assert {e.name for e, *_ in RANGE_CASES} == {
+        e.name for e in ENTRIES if e.kind != "torch" and kit.ranges_of(e.factory)
+    }
+    assert len(RANGE_CASES) > 150
+
+
+@pytest.mark.parametrize(
+    "entry", [e for e in ENTRIES if e.kind == "optimizer"], ids=lambda e: e.name
+)
+def test_in_range_edge_values_are_accepted(entry):
+    """The closed ends of the intervals are legal (e.g. a zero learning rate)."""
+    for name, rng in kit.ranges_of(entry.factory).items():
+        for end, closed in ((rng._lo, rng._closed[0]), (rng._hi, rng._closed[1])):
+            if closed and np.isfinite(end):
+                entry.build(0, **{name: int(end) if rng.integer else float(end)})
+
+
+LEARNING_RATES = [e for e in ENTRIES if "learning_rate" in kit.ranges_of(e.factory)]
+
+
+@pytest.mark.parametrize("entry", LEARNING_RATES, ids=lambda e: e.name)
+@pytest.mark.parametrize("bad", ["1e-3", [0.1], True])
+def test_a_learning_rate_of_the_wrong_type_fails_at_construction(entry, bad):
+    with pytest.raises(TypeError, match=r"learning_rate=.* must be a number, an array or a sched"):
+        entry.build(0, learning_rate=bad)
 
 
 # --- tree mismatches at update ---------------------------------------------------------------

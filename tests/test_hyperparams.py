@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 import gradtx
-from gradtx import ChainState, apply_updates, chain, tree_get, tree_paths, tree_set
-from gradtx.hyperparams import InjectHyperparamsState, inject_hyperparams
+from gradtx import ChainState, apply_updates, chain, registry, tree_get, tree_paths, tree_set
+from gradtx.hyperparams import InjectHyperparamsState, declared_hyperparams, inject_hyperparams
 from gradtx.schedules import cosine_decay_schedule, linear_schedule, piecewise_constant_schedule
 
 STEPS = 7
@@ -111,6 +111,41 @@ def test_wrapping_is_bit_identical(name):
     np.testing.assert_array_equal(losses, l_ref)
     assert int(s.inner_state.count) == STEPS
     assert float(losses[-1]) < float(losses[0])  # and it is training
+
+
+ENTRIES = [e for e in registry.entries() if e.kind in ("optimizer", "block")]
+
+
+@functools.cache
+def registry_trajectories(family: str):
+    """Every example of every entry of ``family``, wrapped and unwrapped, in one compiled
+    function (one per family keeps each compilation small)."""
+    txs = {}
+    for e in ENTRIES:
+        if e.family != family:
+            continue
+        for i, example in enumerate(e.examples):
+            kwargs = registry.resolve_uses(example, registry.build)
+            txs[e.name, i] = (e.build(i), inject_hyperparams(e.factory)(**kwargs))
+    return jax.jit(lambda: {k: (run(a), run(b)) for k, (a, b) in txs.items()})()
+
+
+REGISTRY_CASES = [(e, i) for e in ENTRIES for i in range(len(e.examples))]
+
+
+@pytest.mark.parametrize(
+    ("entry", "example"), REGISTRY_CASES, ids=[f"{e.name}-{i}" for e, i in REGISTRY_CASES]
+)
+def test_every_registered_factory_wraps_bit_identically(entry, example):
+    (p_ref, s_ref, l_ref), (p, s, losses) = registry_trajectories(entry.family)[entry.name, example]
+    assert_trees_equal(p, p_ref)
+    assert_trees_equal(s.inner_state, s_ref)
+    np.testing.assert_array_equal(losses, l_ref)
+    # exactly the arguments the factory declares numeric are in the state
+    given = {**{p.name: p.default for p in registry.parameters(entry)}, **entry.examples[example]}
+    declared = declared_hyperparams(entry.factory) or set()
+    numeric = {n for n in declared if given.get(n) is not None}
+    assert set(s.hyperparams) == numeric
 
 
 def test_schedule_values_are_recorded_for_the_latest_step():

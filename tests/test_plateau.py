@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from test_torch_parity import (
+from torch_helpers import (
     TOL,
     run_gradtx,
     run_torch,

@@ -96,7 +96,7 @@ def np_warmup_cos(t, init, peak, warmup, total, end=0.0, exponent=1.0):
     return np.where(t < warmup, ramp, decay)
 
 
-def np_cyclic(t, lo, hi, up, down, mode, gamma=1.0):
+def np_cyclic(t, lo, hi, up, down, mode, gamma=1.0, scale_fn=None, scale_mode="cycle"):
     # torch's CyclicLR formulation (cycle counted from 1, position as a fraction of the cycle),
     # with the fraction taken exactly (torch's 1 + t / total - cycle loses digits at huge t)
     total = up + down
@@ -104,10 +104,17 @@ def np_cyclic(t, lo, hi, up, down, mode, gamma=1.0):
     x = (t % total) / total
     ratio = up / total
     scale = np.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
+    if scale_fn is not None:
+        return lo + (hi - lo) * scale * scale_fn(cycle if scale_mode == "cycle" else t)
     with np.errstate(over="ignore"):  # 2**cycle overflows far out: the factor is then 0
         halving = 1 / 2.0 ** (cycle - 1)
     factor = {"triangular": 1.0, "triangular2": halving, "exp_range": gamma**t}
     return lo + (hi - lo) * scale * factor[mode]
+
+
+def shrinking(x):
+    # a custom CyclicLR scale_fn: works on NumPy and JAX arrays and on Python numbers (torch)
+    return 1 / (1.0 + 0.1 * x)
 
 
 def np_restarts(t, init, period, mult, end=0.0, peak_decay=1.0):
@@ -200,6 +207,14 @@ CASES = {
         S.cyclic_schedule(0.95, 0.85, 10),
         np_cyclic(T, 0.95, 0.85, 10, 10, "triangular"),
     ),
+    "cyclic_scale_fn_cycle": (
+        S.cyclic_schedule(0.1, 1.0, 6, 4, scale_fn=shrinking),
+        np_cyclic(T, 0.1, 1.0, 6, 4, "", scale_fn=shrinking),
+    ),
+    "cyclic_scale_fn_iterations": (
+        S.cyclic_schedule(0.9, 0.8, 7, scale_fn=shrinking, scale_mode="iterations"),
+        np_cyclic(T, 0.9, 0.8, 7, 7, "", scale_fn=shrinking, scale_mode="iterations"),
+    ),
     "restarts_t_mult_1": (
         S.cosine_warm_restarts_schedule(1.0, 12, end_value=0.1),
         np_restarts(T, 1.0, 12, 1, 0.1),
@@ -229,6 +244,16 @@ CASES = {
         S.piecewise_interpolate_schedule("cosine", 2.0, {40: 0.5, 10: 3.0, 90: 0.1}),
         np_through(T, [0, 10, 40, 90], [2.0, 6.0, 3.0, 0.3], "cosine"),
     ),
+    # float, negative and repeated boundaries (a jump at 29), a small end value
+    "interpolate_cosine": (
+        S.interpolate_schedule([-0.5, 29, 29, 84.25, 100.0], [0.1, 1.0, 0.5, 2e-6, 3e-6], "cosine"),
+        np_through(T, [-0.5, 29, 29, 84.25, 100], [0.1, 1.0, 0.5, 2e-6, 3e-6], "cosine"),
+    ),
+    "interpolate_linear": (
+        S.interpolate_schedule([3, 10.5, 120], [2.0, 0.5, 1e-6]),
+        np_through(T, [3, 10.5, 120], [2.0, 0.5, 1e-6], "linear"),
+    ),
+    "interpolate_one_point": (S.interpolate_schedule([7.5], [0.4]), np.full(T.shape, 0.4)),
     "sgdr": (
         S.sgdr_schedule(
             [
@@ -377,6 +402,29 @@ TORCH_CASES = {
         ),
         S.cyclic_schedule(0.1, 1.0, 5, 9, mode="exp_range", gamma=0.98),
     ),
+    "CyclicLR-scale_fn": (
+        lambda o: torch.optim.lr_scheduler.CyclicLR(
+            o, 0.1, 1.0, 6, 4, scale_fn=shrinking, cycle_momentum=False
+        ),
+        S.cyclic_schedule(0.1, 1.0, 6, 4, scale_fn=shrinking),
+    ),
+    # torch's phases end at pct_start * total_steps - 1 = 38 and total_steps - 1 = 129
+    "OneCycleLR": (
+        lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 1.0, 130, cycle_momentum=False),
+        S.interpolate_schedule([0, 38, 129], [1 / 25, 1.0, 1 / 25 / 1e4], "cosine"),
+    ),
+    "OneCycleLR-three_phase_linear": (
+        lambda o: torch.optim.lr_scheduler.OneCycleLR(
+            o,
+            1.0,
+            130,
+            pct_start=0.25,
+            anneal_strategy="linear",
+            three_phase=True,
+            cycle_momentum=False,
+        ),
+        S.interpolate_schedule([0, 31.5, 63, 129], [0.04, 1.0, 0.04, 4e-6]),
+    ),
     "CosineAnnealingWarmRestarts-1": (
         lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, 12, 1, eta_min=0.1),
         S.cosine_warm_restarts_schedule(1.0, 12, 1, end_value=0.1),
@@ -480,6 +528,11 @@ BAD = [
     (lambda: S.linear_onecycle_schedule(100, 1.0, 0.5, 0.4), "pct_final"),
     (lambda: S.onecycle_momentum(100, anneal_strategy="cosine"), "anneal_strategy"),
     (lambda: S.piecewise_interpolate_schedule("cubic", 1.0, {}), "interpolate_type"),
+    (lambda: S.interpolate_schedule([0, 5], [1.0, 2.0], "cubic"), "interpolate_type"),
+    (lambda: S.interpolate_schedule([0, 5, 3], [1.0, 2.0, 3.0]), "non-decreasing"),
+    (lambda: S.interpolate_schedule([0, 5], [1.0]), "as many values"),
+    (lambda: S.interpolate_schedule([], []), "at least one"),
+    (lambda: S.cyclic_schedule(0.1, 1.0, 5, scale_fn=shrinking, scale_mode="epoch"), "scale_mode"),
     (lambda: S.join_schedules([S.constant_schedule(1.0)] * 2, []), "one boundary fewer"),
     (lambda: S.join_schedules([S.constant_schedule(1.0)] * 3, [5, 3]), "non-decreasing"),
     (lambda: S.sgdr_schedule([]), "at least one"),

@@ -3,7 +3,7 @@
 torch runs ``opt.step(); sched.step()`` each step and records the lr (and the cycled momentum or
 beta1) each step used; gradtx evaluates the schedules and runs the optimizer in one jitted scan
 for all configurations.  Errors: elementwise relative for the lr/momentum sequences, relative to
-the distance moved for the trajectories (see test_torch_parity.py).
+the distance moved for the trajectories (see torch_helpers.py).
 
 Figures: ``python tests/test_torch_schedulers.py``.
 """
@@ -11,6 +11,7 @@ Figures: ``python tests/test_torch_schedulers.py``.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any
 
 import jax
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from test_torch_parity import (
+from torch_helpers import (
     TOL,
     run_gradtx,
     run_torch,
@@ -27,7 +28,7 @@ from test_torch_parity import (
     trajectory_error,
 )
 
-from gradtx.torch_compat.optimizers import _schedules, from_torch, torch_schedule
+from gradtx.torch_compat import from_torch, torch_schedule, torch_schedules
 
 STEPS = 300
 
@@ -76,6 +77,12 @@ CONFIGS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
       "pct_start": 0.25}),
     ("NAdam", {"lr": 0.05}, "OneCycleLR",
      {"max_lr": 0.05, "epochs": 10, "steps_per_epoch": 30}),
+    # three cosine phases, the first ending between steps (0.33 * 300 - 1 = 98.00000000000001)
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "OneCycleLR",
+     {"max_lr": 0.1, "total_steps": 300, "three_phase": True, "pct_start": 0.33}),
+    # the first phase ends before step 0: torch starts in the second one
+    ("AdamW", {"lr": 0.05}, "OneCycleLR",
+     {"max_lr": 0.05, "total_steps": 300, "anneal_strategy": "linear", "pct_start": 0.002}),
     ("RAdam", {"lr": 0.05, "weight_decay": 0.1}, "OneCycleLR",
      {"max_lr": 0.05, "total_steps": 300, "base_momentum": 0.8, "max_momentum": 0.9,
       "div_factor": 10.0, "final_div_factor": 100.0}),
@@ -101,7 +108,7 @@ def _id(cfg) -> str:
 def _all_errors() -> list[dict[str, float]]:
     """Per configuration: lr, momentum and trajectory errors (two compilations in all)."""
     lr_fns = [torch_schedule(s, kw_o["lr"], **kw_s) for _, kw_o, s, kw_s in CONFIGS]
-    mom_fns = [_schedules(s, kw_o["lr"], kw_s).momentum for _, kw_o, s, kw_s in CONFIGS]
+    mom_fns = [torch_schedules(s, kw_o["lr"], **kw_s).momentum for _, kw_o, s, kw_s in CONFIGS]
     steps = jnp.arange(STEPS)
 
     @jax.jit
@@ -159,6 +166,41 @@ def test_one_cycle_holds_its_last_value_past_total_steps():
     fn = torch_schedule("OneCycleLR", 0.1, max_lr=0.1, total_steps=50)
     lr = np.asarray(jax.vmap(fn)(jnp.arange(48, 60)))
     assert lr[1] < lr[0] and np.all(lr[2:] == lr[2])  # step 50 is torch's last valid step
+
+
+ONE_CYCLE = [
+    {"total_steps": 40},
+    {"total_steps": 37, "pct_start": 0.25, "anneal_strategy": "linear"},
+    {"total_steps": 40, "three_phase": True, "pct_start": 0.45},
+    {"total_steps": 33, "three_phase": True, "anneal_strategy": "linear"},
+    {"total_steps": 50, "pct_start": 0.01},  # the first phase ends before step 0
+    {"total_steps": 20, "pct_start": 1.0},  # a last phase of no length (torch fails at step 20)
+    {"total_steps": 20, "three_phase": True, "pct_start": 0.6},  # phase 2 outlasts the run
+]
+
+
+@pytest.mark.parametrize("kwargs", ONE_CYCLE, ids=str)
+def test_one_cycle_matches_torch_up_to_total_steps(kwargs):
+    # step total_steps included: torch computes it (past it, torch raises)
+    rows = []
+    with torch_float64(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no optimizer.step() here
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, **kwargs)
+        for t in range(kwargs["total_steps"] + 1):
+            rows.append([opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]])
+            if t == kwargs["total_steps"]:
+                break
+            try:
+                sched.step()
+            except ZeroDivisionError:  # torch divides by the length of a phase of no length
+                break
+    assert len(rows) >= kwargs["total_steps"]
+    ours = torch_schedules("OneCycleLR", 0.1, max_lr=0.1, **kwargs)
+    steps = jnp.arange(len(rows))
+    ref = np.asarray(rows)
+    assert sequence_error(jax.vmap(ours.lr)(steps), ref[:, 0]) < TOL
+    assert sequence_error(jax.vmap(ours.momentum)(steps), ref[:, 1]) < TOL
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,14 @@
-"""Every alias under JAX transformations, and dtype handling.
+"""Every registered optimizer and block under JAX's transformations, and with low-precision params.
 
-ONE compiled function does the transformation work for all aliases (compilations are the cost
-on this machine): ``jit(vmap(value_and_grad(loss after K scan steps)))`` over a batch of learning
-rates, each optimizer built inside from the traced learning rate.  The batch holds ``lr0 +- h``
-for a central finite difference of the meta-gradient at ``lr0``; members are compared with
-unbatched eager runs.
+For each entry, ``jit(vmap(value_and_grad(loss after K scan steps)))`` over a batch of values of
+its traced hyperparameter (``Entry.traced``, the learning rate for optimizers): every batch
+member equals an unbatched eager run, and the meta-gradient matches a central finite difference.
+Compilations are the cost on this machine, so the entries of a kind are compiled together.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -19,8 +17,7 @@ import numpy as np
 import pytest
 from helpers import fast_compile, make_params
 
-import gradtx as A
-from gradtx import apply_updates, tree_get
+from gradtx import apply_updates, registry
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -31,27 +28,26 @@ def _fast_compile():
 
 K = 6
 CURVATURE = {"dense": {"b": 1.0, "w": 2.0}, "scale": 0.5}
+BLOCK_STEP = 0.05  # a block's output is a direction: the trajectory takes p - 0.05 u
+H = 1e-6
+SCALES = jnp.asarray([1 - H, 1.0, 1 + H, 0.8], jnp.float64)
 
-# alias -> (factory of the learning rate, a representative learning rate)
-ALIASES: dict[str, tuple[Callable[[Any], Any], float]] = {
-    "sgd": (lambda lr: A.sgd(lr, momentum=0.9), 0.05),
-    "adagrad": (A.adagrad, 0.3),
-    "rmsprop": (lambda lr: A.rmsprop(lr, centered=True, momentum=0.5), 0.01),
-    "adadelta": (lambda lr: A.adadelta(lr, weight_decay=0.01), 1.0),
-    "adam": (A.adam, 0.05),
-    "adamw": (A.adamw, 0.05),
-    "amsgrad": (A.amsgrad, 0.05),
-    "adamax": (A.adamax, 0.05),
-    "adamaxw": (A.adamaxw, 0.05),
-    "nadam": (A.nadam, 0.05),
-    "nadamw": (A.nadamw, 0.05),
-    "radam": (A.radam, 0.05),
-    "lion": (A.lion, 0.01),
-    "adabelief": (A.adabelief, 0.05),
-    "yogi": (A.yogi, 0.05),
-    "noisy_sgd": (lambda lr: A.noisy_sgd(lr, key=0), 0.05),
-    "sign_sgd": (A.sign_sgd, 0.01),
-}
+
+def traced_value(entry: registry.Entry) -> Any:
+    """The example's value of the traced hyperparameter (a nonzero number), or None."""
+    if entry.traced is None:
+        return None
+    value = entry.examples[0].get(entry.traced)
+    if value is None:
+        param = next(p for p in registry.parameters(entry) if p.name == entry.traced)
+        value = param.default
+    if callable(value) or not isinstance(value, int | float) or value == 0:
+        return None
+    return float(value)
+
+
+ENTRIES = registry.entries()
+TRACED = [e for e in ENTRIES if traced_value(e) is not None]
 
 
 def loss(params: Any) -> jax.Array:
@@ -65,15 +61,25 @@ def loss_grad(params: Any) -> Any:
     return jax.tree.map(lambda p, c: c * (p - 0.3), params, CURVATURE)
 
 
-def trajectory(make: Callable[[Any], Any], lr: Any, params: Any, scan: bool = True) -> Any:
-    """Final params after ``K`` steps of gradient descent on ``loss`` with ``make(lr)``, under
-    ``lax.scan`` or as a plain Python loop (the unbatched, uncompiled reference run)."""
-    tx = make(lr)
+def make(entry: registry.Entry, value: Any = None) -> Any:
+    overrides = {} if value is None else {entry.traced: value}
+    return entry.build(0, **overrides)
+
+
+def apply(entry: registry.Entry, p: Any, u: Any) -> Any:
+    if entry.kind == "block":
+        u = jax.tree.map(lambda x: -BLOCK_STEP * x, u)
+    return apply_updates(p, u)
+
+
+def trajectory(entry: registry.Entry, value: Any, params: Any, scan: bool = True) -> Any:
+    """Final params after ``K`` steps on ``loss``, under ``lax.scan`` or as a Python loop."""
+    tx = make(entry, value)
 
     def step(carry, _):
         p, state = carry
-        u, state = tx.update(loss_grad(p), state, p)
-        return (apply_updates(p, u), state), None
+        u, state = tx.update(loss_grad(p), state, p, value=loss(p))
+        return (apply(entry, p, u), state), None
 
     carry = (params, tx.init(params))
     if scan:
@@ -83,76 +89,76 @@ def trajectory(make: Callable[[Any], Any], lr: Any, params: Any, scan: bool = Tr
     return carry[0]
 
 
-# the batch of learning rates, as multiples of each alias's lr0: lr0 -+ h for the central
-# difference, lr0, and a larger one
-H = 1e-6
-SCALES = jnp.asarray([1 - H, 1.0, 1 + H, 1.7], jnp.float64)
-
-
 @functools.cache
-def batched_runs() -> dict[str, Any]:
-    """All aliases in ONE compiled function (one compilation is much cheaper than 17):
+def batched_runs(kind: str) -> dict[str, Any]:
+    """All entries of ``kind`` in ONE compiled function:
     ``jit(vmap(value_and_grad(loss after K scan steps)))`` over ``SCALES``."""
     params = make_params()
+    members = [e for e in TRACED if e.kind == kind]
 
-    def per_alias(make, lr0):
+    def per_entry(entry):
         def loss_after(scale):
-            final = trajectory(make, lr0 * scale, params)
+            final = trajectory(entry, traced_value(entry) * scale, params)
             return loss(final), final
 
         return jax.value_and_grad(loss_after, has_aux=True)
 
-    def all_aliases(scale):
-        return {name: per_alias(make, lr0)(scale) for name, (make, lr0) in ALIASES.items()}
+    def everything(scale):
+        return {e.name: per_entry(e)(scale) for e in members}
 
-    return jax.jit(jax.vmap(all_aliases))(SCALES)
+    return jax.jit(jax.vmap(everything))(SCALES)
 
 
-@pytest.mark.parametrize("name", sorted(ALIASES))
-def test_jit_vmap_grad_scan(name):
-    make, lr0 = ALIASES[name]
-    params = make_params()
-    (values, finals), dscale = batched_runs()[name]
-
-    for i in (1, 3):  # batch members vs unbatched eager runs with a Python-float learning rate
-        single = trajectory(make, lr0 * float(SCALES[i]), params, scan=False)
+@pytest.mark.parametrize("entry", TRACED, ids=lambda e: e.name)
+def test_jit_vmap_grad_scan(entry):
+    params, v0 = make_params(), traced_value(entry)
+    (values, finals), dscale = batched_runs(entry.kind)[entry.name]
+    for i in (1, 3):  # batch members vs unbatched eager runs with a Python-float value
+        single = trajectory(entry, v0 * float(SCALES[i]), params, scan=False)
         for a, b in zip(jax.tree.leaves(finals), jax.tree.leaves(single), strict=True):
-            np.testing.assert_allclose(a[i], b, rtol=1e-12, atol=1e-14)
-    assert float(values[1]) < float(loss(params))  # the run makes progress
-    # d loss / d lr at lr0 (the batch variable is lr / lr0)
-    dlr = float(dscale[1]) / lr0
-    fd = (float(values[2]) - float(values[0])) / (2 * H * lr0)
-    assert abs(dlr) > 1e-3
-    np.testing.assert_allclose(dlr, fd, rtol=1e-6)
+            np.testing.assert_allclose(a[i], b, rtol=1e-10, atol=1e-12)
+    assert np.all(np.isfinite(np.asarray(values)))
+    # d loss / d value at v0 (the batch variable is value / v0) against a central difference
+    derivative = float(dscale[1]) / v0
+    fd = (float(values[2]) - float(values[0])) / (2 * H * v0)
+    rounding = 1e-14 * max(1.0, abs(float(values[1]))) / (H * abs(v0))  # the difference's noise
+    np.testing.assert_allclose(derivative, fd, rtol=1e-5, atol=1e-7 + rounding)
 
 
-# one tree mixing both low precisions: one run per alias covers bfloat16 and float16
+def test_meta_gradients_are_not_vacuous():
+    """Most traced hyperparameters move the loss: the finite-difference check has teeth."""
+    moved = 0
+    for entry in TRACED:
+        (_, _), dscale = batched_runs(entry.kind)[entry.name]
+        moved += abs(float(dscale[1])) > 1e-6
+    assert moved >= 0.8 * len(TRACED), (moved, len(TRACED))
+
+
+# one tree mixing both low precisions: one run per entry covers bfloat16 and float16
 LOW = {"dense": {"b": jnp.float16, "w": jnp.bfloat16}, "scale": jnp.bfloat16}
 
 
-@pytest.mark.parametrize("name", sorted(ALIASES))
-def test_low_precision_params_keep_their_dtype(name):
-    make, lr0 = ALIASES[name]
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+def test_low_precision_params_keep_their_dtype(entry):
     params = jax.tree.map(lambda x, d: x.astype(d), make_params(), LOW)
     want = jax.tree.map(jnp.dtype, LOW)
-    tx = make(lr0)
+    tx = make(entry)
     state = tx.init(params)
-    before = _float_dtypes(state)
+    before = _param_shaped_dtypes(state)
     for _ in range(2):
-        updates, state = tx.update(loss_grad(params), state, params)
+        updates, state = tx.update(loss_grad(params), state, params, value=loss(params))
         assert jax.tree.map(lambda x: x.dtype, updates) == want
-        params = apply_updates(params, updates)
+        params = apply(entry, params, updates)
         assert jax.tree.map(lambda x: x.dtype, params) == want
         assert all(np.all(np.isfinite(np.asarray(x, np.float32))) for x in jax.tree.leaves(params))
-    # the state keeps its dtypes (a jit/scan carry must), param-shaped moments in the params' dtype
-    assert _float_dtypes(state) == before
-    assert set(before.values()) <= {jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)}
+    # the state keeps its dtypes (a jit/scan carry must), param-shaped leaves in the params' dtype
+    assert _param_shaped_dtypes(state) == before
     for path, dt in before.items():
         assert dt == (jnp.float16 if "'b'" in path else jnp.bfloat16), path
 
 
-def _float_dtypes(state: Any) -> dict[str, Any]:
-    """dtype of each floating param-shaped state leaf, by path."""
+def _param_shaped_dtypes(state: Any) -> dict[str, Any]:
+    """dtype of each floating state leaf with a dimension, by path."""
     flat, _ = jax.tree_util.tree_flatten_with_path(state)
     return {
         jax.tree_util.keystr(path): x.dtype
@@ -161,39 +167,19 @@ def _float_dtypes(state: Any) -> dict[str, Any]:
     }
 
 
-MU_DTYPE_ALIASES = {
-    "adam": A.adam,
-    "adamw": A.adamw,
-    "amsgrad": A.amsgrad,
-    "lion": A.lion,
-    "nadam": A.nadam,
-}
+MU_DTYPE = [e for e in ENTRIES if "mu_dtype" in {p.name for p in registry.parameters(e)}]
 
 
-@pytest.mark.parametrize("name", sorted(MU_DTYPE_ALIASES))
-def test_mu_dtype_keeps_first_moment_in_bfloat16(name):
+@pytest.mark.parametrize("entry", MU_DTYPE, ids=lambda e: e.name)
+def test_mu_dtype_keeps_first_moment_in_bfloat16(entry):
     params = make_params(jnp.float32)
-    tx = MU_DTYPE_ALIASES[name](0.01, mu_dtype=jnp.bfloat16)
+    tx = entry.build(0, mu_dtype=jnp.bfloat16)
     state = tx.init(params)
     for _ in range(2):
         updates, state = tx.update(loss_grad(params), state, params)
-        params = apply_updates(params, updates)
-    assert {x.dtype for x in jax.tree.leaves(tree_get(state, "mu"))} == {jnp.dtype(jnp.bfloat16)}
+        params = apply(entry, params, updates)
+    flat = jax.tree_util.tree_flatten_with_path(state)[0]
+    mu = [x for p, x in flat if ".mu" in jax.tree_util.keystr(p)]
+    assert mu and {x.dtype for x in mu} == {jnp.dtype(jnp.bfloat16)}
     assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
     assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
-    if name != "lion":  # the second moment keeps the params' precision
-        assert {x.dtype for x in jax.tree.leaves(tree_get(state, "nu"))} == {jnp.dtype(jnp.float32)}
-
-
-def test_sgd_accumulator_dtype():
-    params = make_params(jnp.float32)
-    tx = A.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.bfloat16)
-    state = tx.init(params)
-    g = loss_grad(params)
-    updates, state = tx.update(g, state, params)
-    trace = tree_get(state, "trace")
-    assert {x.dtype for x in jax.tree.leaves(trace)} == {jnp.dtype(jnp.bfloat16)}
-    assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
-    # first step: the trace is the gradient, rounded to bfloat16
-    for t, x in zip(jax.tree.leaves(trace), jax.tree.leaves(g), strict=True):
-        np.testing.assert_array_equal(np.asarray(t), np.asarray(x.astype(jnp.bfloat16)))

@@ -75,7 +75,17 @@ def scale_by_adam(
 
     Args:
 
-    optax: ``optax.scale_by_adam`` (no ``nu_dtype``).
+    optax: ``optax.scale_by_adam`` (no ``nu_dtype``); torch: none (the direction inside
+    ``torch.optim.Adam``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_adam(mu_dtype=jnp.bfloat16)  # m stored in half the memory
+        >>> g = jnp.array([0.5, -2.0], jnp.float32)
+        >>> updates, state = tx.update(g, tx.init(g))
+        >>> print(jnp.array_str(updates, precision=2), gradtx.tree_get(state, "mu").dtype)
+        [ 1. -1.] bfloat16
     """
 
     def step(updates, state, params, h):
@@ -124,7 +134,18 @@ def scale_by_amsgrad(
       bias_correction_nu: divide ``v`` by ``1 - b2^t``.
       raw_max: keep the maximum of the raw ``v_t`` (torch) rather than of ``v̂_t`` (optax).
 
-    optax: ``optax.scale_by_amsgrad``.
+    optax: ``optax.scale_by_amsgrad``; torch: none (``torch.optim.Adam(amsgrad=True)``'s
+    direction, with ``raw_max=True``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_amsgrad(b2=0.9)
+        >>> state = tx.init(jnp.zeros(1, jnp.float32))
+        >>> for g in (4.0, 1.0):  # nu_max keeps the largest debiased second moment
+        ...     _, state = tx.update(jnp.array([g], jnp.float32), state)
+        >>> print(*(f"{gradtx.tree_get(state, k)[0]:.2f}" for k in ("nu", "nu_max")))
+        1.54 16.00
     """
 
     def step(updates, state, params, h):
@@ -175,11 +196,24 @@ def adam(
     nesterov: bool = False,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
-    """Adam (Kingma & Ba 2015): ``u = -lr * m̂ / (sqrt(v̂ + eps_root) + eps)``.
+    """Adam (Kingma & Ba 2015): ``m_t = b1 m + (1 - b1) g``, ``v_t = b2 v + (1 - b2) g^2``,
+    ``u = -lr * m̂ / (sqrt(v̂ + eps_root) + eps)``.
 
     Args:
 
-    optax: ``optax.adam``; torch: ``Adam`` (``from_torch("Adam")`` for its options).
+    optax: ``optax.adam``; torch: ``torch.optim.Adam`` (``from_torch("Adam")`` for its options).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.adam(learning_rate=0.1)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.7016 -1.7006]
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
@@ -212,7 +246,17 @@ def adamw(
 
     Args:
 
-    optax: ``optax.adamw``; torch: ``AdamW`` (whose default weight_decay is 1e-2).
+    optax: ``optax.adamw``; torch: ``torch.optim.AdamW`` (whose default weight_decay is 1e-2).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = {"w": jnp.array([1.0, 2.0], jnp.float32), "b": jnp.ones(1, jnp.float32)}
+        >>> opt = gradtx.adamw(0.1, weight_decay=0.5, mask={"w": True, "b": False})
+        >>> grads = {"w": jnp.ones(2, jnp.float32), "b": jnp.ones(1, jnp.float32)}
+        >>> updates, _ = opt.update(grads, opt.init(params), params)
+        >>> print(updates["w"], updates["b"])  # -lr * (1 + wd * w) and, undecayed, -lr * 1
+        [-0.15 -0.2 ] [-0.1]
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
@@ -231,12 +275,23 @@ def nadam(
     mu_dtype: Any = None,
 ) -> GradientTransformation:
     """NAdam (Dozat 2016) as optax defines it: ``adam(..., nesterov=True)``, i.e.
-    ``m̂ = b1 m_t / (1 - b1^{t+1}) + (1 - b1) g / (1 - b1^t)``.
+    ``m̂ = b1 m_t / (1 - b1^{t+1}) + (1 - b1) g / (1 - b1^t)``,
+    ``u = -lr * m̂ / (sqrt(v̂ + eps_root) + eps)``.
 
     Args:
 
-    optax: ``optax.nadam``; torch's NAdam (with its momentum schedule) is
-    ``from_torch("NAdam")``.
+    optax: ``optax.nadam``; torch: ``torch.optim.NAdam`` has a momentum schedule on top
+    (``scale_by_nadam``, ``from_torch("NAdam")``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> for opt in (gradtx.adam(learning_rate=0.1), gradtx.nadam(learning_rate=0.1)):
+        ...     updates, _ = opt.update(2 * params, opt.init(params), params)
+        ...     print(jnp.array_str(updates, precision=4))  # NAdam's first step is larger
+        [-0.1  0.1]
+        [-0.1474  0.1474]
     """
     return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True)
 
@@ -258,11 +313,25 @@ def nadamw(
     weight_decay: kit.NonNegative = 1e-4,
     mask: Mask = None,
 ) -> GradientTransformation:
-    """NAdamW: ``adamw(..., nesterov=True)``.
+    """NAdamW: ``adamw(..., nesterov=True)``:
+    ``u = -lr * (m̂ / (sqrt(v̂ + eps_root) + eps) + wd * p)`` with NAdam's look-ahead ``m̂``.
 
     Args:
 
-    optax: ``optax.nadamw``.
+    optax: ``optax.nadamw``; torch: none (``torch.optim.NAdam(decoupled_weight_decay=True)``
+    adds a momentum schedule).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = {"w": jnp.array([1.0, 2.0], jnp.float32), "bias": jnp.ones(1, jnp.float32)}
+        >>> opt = gradtx.nadamw(0.1, weight_decay=0.5, mask=gradtx.paths.exclude("bias"))
+        >>> grads = {"w": jnp.ones(2, jnp.float32), "bias": jnp.ones(1, jnp.float32)}
+        >>> updates, _ = opt.update(grads, opt.init(params), params)
+        >>> for name in ("w", "bias"):  # the bias gets NAdam's step only
+        ...     print(name, jnp.array_str(updates[name], precision=4))
+        w [-0.1974 -0.2474]
+        bias [-0.1474]
     """
     return adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=True)
 
@@ -296,7 +365,20 @@ def amsgrad(
       bias_correction_mu: divide ``m`` by ``1 - b1^t``.
       bias_correction_nu: divide ``v`` by ``1 - b2^t``.
 
-    optax: ``optax.amsgrad``; torch: ``from_torch("Adam", amsgrad=True)``.
+    optax: ``optax.amsgrad``; torch: ``torch.optim.Adam(amsgrad=True)`` via
+    ``from_torch("Adam", amsgrad=True)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.amsgrad(learning_rate=0.1, b2=0.99)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.7158 -1.7079]
     """
     return chain(
         scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu),

@@ -22,8 +22,6 @@ from gradtx.registry import matrices, register
 
 Tree = kit.Tree
 Mask = Any
-ConstantDecay = Annotated[float, kit.Range("[0, 1)")]
-"""A decay rate in ``[0, 1)`` that must be a number (it shapes constants of the rule)."""
 
 
 @register(
@@ -39,8 +37,21 @@ def scale_by_adamax(
     ``n_t = max(b2 n, |g| + eps)``, ``u = m_t / ((1 - b1^t) n_t)``.
 
     Args:
+      b2: decay of the running maximum ``n`` of ``|g|``.
+      eps: added to ``|g|`` inside the maximum (keeps ``n > 0``).
 
-    optax: ``optax.scale_by_adamax``; torch: ``Adamax`` (same rule).
+    optax: ``optax.scale_by_adamax``; torch: none (the direction inside ``torch.optim.Adamax``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_adamax()
+        >>> state = tx.init(jnp.zeros(1, jnp.float32))
+        >>> for g in (2.0, 0.5):  # n remembers the largest |g| (decayed by b2)
+        ...     updates, state = tx.update(jnp.array([g], jnp.float32), state)
+        ...     print(f"{updates[0]:.4f} {gradtx.tree_get(state, 'nu')[0]:.4f}")
+        1.0000 2.0000
+        0.6059 1.9980
     """
 
     def step(updates, state, params, h):
@@ -72,7 +83,7 @@ def scale_by_adamax(
 )
 def scale_by_radam(
     b1: kit.Decay = 0.9,
-    b2: ConstantDecay = 0.999,
+    b2: kit.ConstantDecay = 0.999,
     eps: kit.NonNegative = 1e-8,
     eps_root: kit.NonNegative = 0.0,
     threshold: float = 5.0,
@@ -92,7 +103,24 @@ def scale_by_radam(
       eps_before_bias_correction: torch's rule, ``sqrt(1 - b2^t) / (sqrt(v_t) + eps)`` for the
         adaptive term.
 
-    optax: ``optax.scale_by_radam``.
+    optax: ``optax.scale_by_radam``; torch: none (the direction inside ``torch.optim.RAdam``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_radam()
+        >>> g = jnp.array([0.5, -2.0], jnp.float32)
+        >>> state = tx.init(g)
+        >>> for t in range(1, 8):  # u = m_hat until rho_t reaches the threshold (at t = 6)
+        ...     updates, state = tx.update(g, state)
+        ...     print(t, jnp.array_str(updates, precision=4))
+        1 [ 0.5 -2. ]
+        2 [ 0.5 -2. ]
+        3 [ 0.5 -2. ]
+        4 [ 0.5 -2. ]
+        5 [ 0.5 -2. ]
+        6 [ 0.0258 -0.0258]
+        7 [ 0.0327 -0.0327]
     """
     rho_inf = 2.0 / (1.0 - b2) - 1.0
 
@@ -139,7 +167,7 @@ class ScaleByNadamState(NamedTuple):
 )
 def scale_by_nadam(
     b1: kit.Decay = 0.9,
-    b2: ConstantDecay = 0.999,
+    b2: kit.ConstantDecay = 0.999,
     eps: Annotated[float, kit.Range("[0, inf)")] = 1e-8,
     momentum_decay: Annotated[float, kit.Range("[0, inf)")] = 4e-3,
 ) -> GradientTransformation:
@@ -149,10 +177,25 @@ def scale_by_nadam(
     ``u = (1 - mu_t) / (1 - P_t) * g / d + mu_{t+1} / (1 - P_t mu_{t+1}) * m_t / d``.
 
     Args:
+      b1: decay rate of the first moment and the scale of the momentum schedule ``mu_t``.
+      b2: decay rate of the second-moment average (a number).
+      eps: added to ``sqrt(v_t / (1 - b2^t))`` (a number).
       momentum_decay: the rate ``psi`` of the momentum schedule.
 
-    torch: ``NAdam``.  optax: none (optax's ``nadam`` is ``adam(nesterov=True)``, without the
-    schedule).
+    optax: none (optax's ``nadam`` is ``adam(nesterov=True)``, without the schedule); torch:
+    ``torch.optim.NAdam`` (``from_torch("NAdam")``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_nadam(momentum_decay=4e-3)
+        >>> g = jnp.array([0.5, -2.0], jnp.float32)
+        >>> state = tx.init(g)
+        >>> for _ in range(2):
+        ...     updates, state = tx.update(g, state)
+        ...     print(jnp.array_str(updates, precision=4))
+        [ 1.0565 -1.0565]
+        [ 0.7837 -0.7837]
     """
 
     def init(params):
@@ -196,12 +239,28 @@ def scale_by_belief(
     nesterov: bool = False,
 ) -> GradientTransformation:
     """AdaBelief (Zhuang et al. 2020): ``m_t = b1 m + (1 - b1) g``,
-    ``s_t = b2 s + (1 - b2) (g - m_t)² + eps_root``, ``u = m̂ / (sqrt(ŝ) + eps)``.
+    ``s_t = b2 s + (1 - b2) (g - m_t)² + eps_root``, ``u = m̂ / (sqrt(ŝ) + eps)``, ``ŝ`` the
+    debiased ``s_t``: the step is large where the gradient agrees with its mean.
 
     Args:
+      b2: decay rate of ``s``, the average of ``(g - m)^2``.
+      eps: added to ``sqrt(ŝ)``.
       eps_root: added to ``s_t`` at every step.
 
-    optax: ``optax.scale_by_belief``.
+    optax: ``optax.scale_by_belief``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_belief()
+        >>> g = jnp.array([0.5, -2.0], jnp.float32)
+        >>> state = tx.init(g)
+        >>> for _ in range(3):  # a steady gradient: s stays small, so the step grows
+        ...     updates, state = tx.update(g, state)
+        ...     print(jnp.array_str(updates, precision=4))
+        [ 1.1111 -1.1111]
+        [ 1.168 -1.168]
+        [ 1.2256 -1.2256]
     """
 
     def step(updates, state, params, h):
@@ -238,12 +297,25 @@ def scale_by_yogi(
     initial_accumulator_value: float = 1e-6,
 ) -> GradientTransformation:
     """Yogi (Zaheer et al. 2018): ``m_t = b1 m + (1 - b1) g``,
-    ``v_t = v - (1 - b2) sign(v - g²) g²``, ``u = m̂ / (sqrt(v̂ + eps_root) + eps)``.
+    ``v_t = v - (1 - b2) sign(v - g²) g²``, ``u = m̂ / (sqrt(v̂ + eps_root) + eps)``: ``v`` moves
+    towards ``g²`` by an additive step, not a fraction of the gap as in Adam.
 
     Args:
+      b2: rate of the additive second-moment update.
       initial_accumulator_value: starting value of both moments.
 
-    optax: ``optax.scale_by_yogi``.
+    optax: ``optax.scale_by_yogi``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_yogi()
+        >>> g = jnp.array([0.5, -2.0], jnp.float32)
+        >>> updates, state = tx.update(g, tx.init(g))
+        >>> print(jnp.array_str(updates, precision=4))
+        [ 0.996  -0.9994]
+        >>> print(jnp.array_str(gradtx.tree_get(state, "nu"), precision=6))
+        [0.000251 0.004001]
     """
 
     def step(updates, state, params, h):
@@ -278,11 +350,26 @@ def adamax(
     b2: kit.Decay = 0.999,
     eps: kit.NonNegative = 1e-8,
 ) -> GradientTransformation:
-    """AdaMax: ``u = -lr * m_t / ((1 - b1^t) max(b2 n, |g| + eps))``.
+    """AdaMax: ``m_t = b1 m + (1 - b1) g``, ``n_t = max(b2 n, |g| + eps)``,
+    ``u = -lr * m_t / ((1 - b1^t) n_t)``.
 
     Args:
+      b2: decay of the running maximum ``n`` of ``|g|``.
+      eps: added to ``|g|`` inside the maximum (keeps ``n > 0``).
 
-    optax: ``optax.adamax``; torch: ``Adamax``.
+    optax: ``optax.adamax``; torch: ``torch.optim.Adamax`` (same rule).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.adamax(learning_rate=0.1)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.7155 -1.7076]
     """
     return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
@@ -302,11 +389,26 @@ def adamaxw(
     weight_decay: kit.NonNegative = 1e-4,
     mask: Mask = None,
 ) -> GradientTransformation:
-    """AdaMax with decoupled weight decay: ``u = -lr * (adamax_direction + wd * p)``.
+    """AdaMax with decoupled weight decay: ``u = -lr * (m_t / ((1 - b1^t) n_t) + wd * p)``,
+    ``n_t = max(b2 n, |g| + eps)``.
 
     Args:
+      b2: decay of the running maximum ``n`` of ``|g|``.
+      eps: added to ``|g|`` inside the maximum (keeps ``n > 0``).
 
-    optax: ``optax.adamaxw``.
+    optax: ``optax.adamaxw``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = {"w": jnp.array([1.0, 2.0], jnp.float32), "b": jnp.ones(1, jnp.float32)}
+        >>> opt = gradtx.adamaxw(0.1, weight_decay=0.5, mask={"w": True, "b": False})
+        >>> grads = {"w": jnp.ones(2, jnp.float32), "b": jnp.ones(1, jnp.float32)}
+        >>> updates, _ = opt.update(grads, opt.init(params), params)
+        >>> for name in ("w", "b"):  # "b" gets AdaMax's step only
+        ...     print(name, jnp.array_str(updates[name], precision=4))
+        w [-0.15 -0.2 ]
+        b [-0.1]
     """
     return chain(
         scale_by_adamax(b1, b2, eps),
@@ -333,7 +435,7 @@ def adamaxw(
 def radam(
     learning_rate: kit.Rate,
     b1: kit.Decay = 0.9,
-    b2: ConstantDecay = 0.999,
+    b2: kit.ConstantDecay = 0.999,
     eps: kit.NonNegative = 1e-8,
     eps_root: kit.NonNegative = 0.0,
     threshold: float = 5.0,
@@ -341,13 +443,26 @@ def radam(
     nesterov: bool = False,
 ) -> GradientTransformation:
     """RAdam (Liu et al. 2020): Adam with the variance rectification ``r_t`` of
-    ``scale_by_radam``.
+    ``scale_by_radam``: ``u = -lr * r_t m̂ / (sqrt(v̂ + eps_root) + eps)`` once ``rho_t`` reaches
+    ``threshold``, ``u = -lr * m̂`` before.
 
     Args:
       b2: decay rate of the second-moment average (a number).
       threshold: the ``rho_t`` from which the rectified step is taken.
 
-    optax: ``optax.radam``; torch: ``from_torch("RAdam")``.
+    optax: ``optax.radam``; torch: ``torch.optim.RAdam`` (``from_torch("RAdam")``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.radam(learning_rate=0.1)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.4623 -0.9246]
     """
     return chain(
         scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov),
@@ -379,12 +494,26 @@ def adabelief(
     nesterov: bool = False,
 ) -> GradientTransformation:
     """AdaBelief (Zhuang et al. 2020): ``u = -lr * m̂ / (sqrt(ŝ) + eps)``, ``s`` the EMA of
-    ``(g - m)^2``.
+    ``(g - m)^2`` plus ``eps_root`` (``scale_by_belief``).
 
     Args:
+      b2: decay rate of ``s``, the average of ``(g - m)^2``.
+      eps: added to ``sqrt(ŝ)``.
       eps_root: added to ``s_t`` at every step.
 
-    optax: ``optax.adabelief``.
+    optax: ``optax.adabelief``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.adabelief(learning_rate=0.1)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.6523 -1.6506]
     """
     return chain(
         scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov),
@@ -403,11 +532,24 @@ def yogi(
     eps: kit.NonNegative = 1e-3,
 ) -> GradientTransformation:
     """Yogi (Zaheer et al. 2018): ``v_t = v - (1 - b2) sign(v - g^2) g^2``,
-    ``u = -lr * m̂ / (sqrt(v̂) + eps)``.
+    ``u = -lr * m̂ / (sqrt(v̂) + eps)`` (``scale_by_yogi``; both moments start at 1e-6).
 
     Args:
+      b2: rate of the additive second-moment update.
 
-    optax: ``optax.yogi``.
+    optax: ``optax.yogi``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.yogi(learning_rate=0.1)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.7018 -1.7008]
     """
     return chain(scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate))
 

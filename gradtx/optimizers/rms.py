@@ -56,9 +56,23 @@ def scale_by_rss(
     (``lr / (1 + lr_decay * step)``).
 
     Args:
+      initial_accumulator_value: starting value ``s_0`` of the sum of squares.
+      eps: added to ``s_t`` inside the square root (to ``sqrt(s_t)`` without ``eps_in_sqrt``).
       eps_in_sqrt: put ``eps`` inside the square root (optax) or outside (torch).
 
-    optax: ``optax.scale_by_rss``.
+    optax: ``optax.scale_by_rss``; torch: none (the scaling inside ``torch.optim.Adagrad``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_rss(initial_accumulator_value=0.0)
+        >>> g = jnp.array([1.0, -2.0], jnp.float32)
+        >>> state = tx.init(g)
+        >>> for _ in range(2):  # under a constant gradient the step shrinks as 1 / sqrt(t)
+        ...     updates, state = tx.update(g, state)
+        ...     print(jnp.array_str(updates, precision=4))
+        [ 1. -1.]
+        [ 0.7071 -0.7071]
     """
 
     def step(updates, state, params, h):
@@ -136,12 +150,26 @@ def scale_by_rms(
     ``u = g / (sqrt(var) + eps)`` (torch's placement).
 
     Args:
+      decay: decay rate of the averages of ``g^2`` (and ``g``); torch's ``alpha``.
+      eps: added to ``var`` inside the square root (to ``sqrt(var)`` without ``eps_in_sqrt``).
       initial_scale: starting value ``v_0`` of the second moment.
       eps_in_sqrt: put ``eps`` inside the square root (optax) or outside (torch).
       bias_correction: divide ``v`` (and ``m``) by ``1 - decay^t`` first.
       centered: subtract the squared mean (``scale_by_stddev``).
 
-    optax: ``optax.scale_by_rms`` / ``optax.scale_by_stddev``.
+    optax: ``optax.scale_by_rms`` / ``optax.scale_by_stddev``; torch: none (the scaling inside
+    ``torch.optim.RMSprop``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> g = jnp.array([1.0, -2.0], jnp.float32)
+        >>> for bias_correction in (False, True):
+        ...     tx = gradtx.scale_by_rms(decay=0.9, bias_correction=bias_correction)
+        ...     updates, _ = tx.update(g, tx.init(g))
+        ...     print(jnp.array_str(updates, precision=4))
+        [ 3.1623 -3.1623]
+        [ 1. -1.]
     """
     where = "scale_by_stddev" if centered else "scale_by_rms"
     return _rms(where, decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered)
@@ -163,14 +191,27 @@ def scale_by_stddev(
     eps_in_sqrt: bool = True,
     bias_correction: bool = False,
 ) -> GradientTransformation:
-    """Centered RMSProp scaling: ``scale_by_rms(..., centered=True)``.
+    """Centered RMSProp scaling: ``scale_by_rms(..., centered=True)``, i.e.
+    ``u = g / sqrt(v_t - m_t^2 + eps)`` with ``m``, ``v`` the moving averages of ``g`` and ``g^2``.
 
     Args:
+      decay: decay rate of the averages of ``g`` and ``g^2``; torch's ``alpha``.
+      eps: added to ``v - m^2`` inside the square root (outside without ``eps_in_sqrt``).
       initial_scale: starting value ``v_0`` of the second moment.
       eps_in_sqrt: put ``eps`` inside the square root (optax) or outside (torch).
       bias_correction: divide ``v`` and ``m`` by ``1 - decay^t`` first.
 
-    optax: ``optax.scale_by_stddev``.
+    optax: ``optax.scale_by_stddev``; torch: none (the scaling inside
+    ``torch.optim.RMSprop(centered=True)``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_stddev(decay=0.9)
+        >>> g = jnp.array([1.0, -2.0], jnp.float32)
+        >>> updates, state = tx.update(g, tx.init(g))
+        >>> print(jnp.array_str(updates, precision=4), gradtx.tree_get(state, "mu"))
+        [ 3.3333 -3.3333] [ 0.1 -0.2]
     """
     return _rms("scale_by_stddev", decay, eps, initial_scale, eps_in_sqrt, bias_correction, True)
 
@@ -185,8 +226,19 @@ def scale_by_adadelta(
 
     Args:
       rho: decay rate of both averages.
+      eps: added to both averages inside their square roots; it sets the size of the first
+        steps (about ``sqrt(eps)``).
 
-    optax: ``optax.scale_by_adadelta``; torch: ``Adadelta``.
+    optax: ``optax.scale_by_adadelta``; torch: none (the rule inside ``torch.optim.Adadelta``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_adadelta(rho=0.9, eps=1e-6)
+        >>> g = jnp.array([1.0, -2.0], jnp.float32)
+        >>> updates, state = tx.update(g, tx.init(g))
+        >>> print(jnp.array_str(updates, precision=5))  # first steps: about sqrt(eps) in size
+        [ 0.00316 -0.00316]
     """
 
     def step(updates, state, params, h):
@@ -219,8 +271,23 @@ def adagrad(
     """Adagrad (Duchi et al. 2011): ``s_t = s_{t-1} + g^2``, ``u = -lr * g / sqrt(s_t + eps)``.
 
     Args:
+      initial_accumulator_value: starting value ``s_0`` of the sum of squares.
+      eps: added to ``s_t`` inside the square root.
 
-    optax: ``optax.adagrad``; torch's rule (eps outside the root): ``from_torch("Adagrad")``.
+    optax: ``optax.adagrad``; torch: ``torch.optim.Adagrad`` (eps outside the root:
+    ``from_torch("Adagrad")``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.adagrad(learning_rate=0.3)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.4135 -1.3578]
     """
     return chain(
         scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate)
@@ -272,13 +339,29 @@ def rmsprop(
     ``u`` (``trace``).
 
     Args:
+      decay: decay rate of the average of ``g^2`` (torch's ``alpha``).
+      eps: added to ``v_t`` inside the square root (to ``sqrt(v_t)`` without ``eps_in_sqrt``).
       initial_scale: starting value ``v_0`` of the second moment.
       eps_in_sqrt: put ``eps`` inside the square root (optax) or outside (torch).
       centered: subtract the squared mean of the gradients.
+      momentum: coefficient of a heavy-ball momentum on the scaled step ``-lr * g / sqrt(...)``;
+        ``None`` for none.
       bias_correction: divide ``v`` (and ``m``) by ``1 - decay^t`` first.
 
-    optax: ``optax.rmsprop``; torch: ``from_torch("RMSprop")`` (eps outside the root, lr after
-    the momentum buffer).
+    optax: ``optax.rmsprop``; torch: ``torch.optim.RMSprop`` via ``from_torch("RMSprop")`` (eps
+    outside the root, lr after the momentum buffer).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.rmsprop(learning_rate=0.01, momentum=0.9)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.853  -1.8522]
     """
     return chain(
         scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered),
@@ -308,16 +391,33 @@ def adadelta(
     weight_decay_mask: Any = None,
 ) -> GradientTransformation:
     """Adadelta (Zeiler 2012) with L2 weight decay: ``g' = g + wd * p``, then
-    ``scale_by_adadelta``, then ``-lr``.
+    ``scale_by_adadelta``, then ``-lr``:
+    ``u = -lr * sqrt(E[Δx²]_{t-1} + eps) / sqrt(E[g²]_t + eps) * g'``.
 
     Args:
-      learning_rate: the step size ``lr`` (``None``: no learning rate, as in the paper).
+      learning_rate: the step size ``lr``.  ``None`` (the default, as in optax) applies no
+        scaling and no sign flip, so the update is ``+`` the Adadelta direction, uphill; pass
+        ``1.0`` for the paper's descent step (torch's default).
       rho: decay rate of both averages.
+      eps: added to both averages inside their square roots (about ``sqrt(eps)`` is the size of
+        the first steps).
       weight_decay: coefficient of the L2 term ``wd * p`` added to the gradient.
       weight_decay_mask: which leaves get weight decay (a tree of bools or a function of the
         params).
 
-    optax: ``optax.adadelta``; torch: ``Adadelta``.
+    optax: ``optax.adadelta``; torch: ``torch.optim.Adadelta``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.adadelta(learning_rate=1.0, weight_decay=0.1)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.9903 -1.9903]
     """
     return chain(
         add_decayed_weights(weight_decay, weight_decay_mask),

@@ -1,20 +1,11 @@
-"""Self-tuning step sizes: optimizers that learn their own learning rate as they train.
+"""Self-tuning step sizes: hypergradient descent (``scale_by_hypergradient``, ``sgd_hd``,
+``adam_hd``), SWATS (Adam, then SGD), and the learning-rate-free D-Adaptation (``dadapt_adamw``)
+and Prodigy.  (Schedule-Free, the other learning-rate-free family, is ``schedule_free``.)
 
-* Hypergradient descent (Baydin et al. 2018): the learning rate takes a gradient step of its own
-  every iteration (``sgd_hd``, ``adam_hd``, or ``scale_by_hypergradient`` around any direction).
-* SWATS (Keskar & Socher 2017): Adam that switches to SGD with momentum once its projected SGD
-  step size has settled (``swats``).
-* Learning-rate-free methods: D-Adaptation AdamW (Defazio & Mishchenko 2023, ``dadapt_adamw``),
-  Prodigy (Mishchenko & Defazio 2023, ``prodigy``) and Schedule-Free SGD/AdamW (Defazio et al.
-  2024, ``schedule_free``, ``schedule_free_sgd``, ``schedule_free_adamw``, with
-  ``schedule_free_eval_params`` for the averaged iterate).
-
-Every optimizer here is one gradtx transformation with one step counter; its scalars (the current
-learning rate, the distance estimate, the switch step...) live in its state and can be read with
-``tree_get(state, name)``.  Scalars are kept in the parameters' lowest float precision, at least
-float32; parameter-shaped state and updates keep the parameters' dtypes.  Notation:
-``t = count + 1`` is the 1-based step, ``g`` the gradient, ``<a, b>`` the dot product over the
-whole tree.
+Each is one transformation with one step counter; its scalars (learning rate, distance estimate,
+switch step...) live in its state, read with ``tree_get(state, name)``, in the params' lowest
+float precision (at least float32).  Notation: ``t = count + 1``, ``g`` the gradient, ``<a, b>``
+the dot product over the whole tree.
 """
 
 from __future__ import annotations
@@ -29,18 +20,12 @@ from gradtx.base import (
     Block,
     GradientTransformation,
     as_block,
-    chain,
 )
-from gradtx.blocks import add_decayed_weights, identity, scale_by_learning_rate, trace
+from gradtx.blocks import identity, trace
 from gradtx.optimizers.adam import scale_by_adam
-from gradtx.optimizers.rms import scale_by_rms
 from gradtx.registry import Use, register
-from gradtx.state import tree_get
 
 Tree = Any
-NonNegativeConstant = Annotated[float, kit.Range("[0, inf)")]
-"""A number >= 0 that is used as a constant (not a schedule)."""
-PositiveConstant = Annotated[float, kit.Range("(0, inf)")]
 
 
 def _scaled(factor: jax.Array, tree: Tree, like: Tree) -> Tree:
@@ -52,9 +37,8 @@ def _scaled(factor: jax.Array, tree: Tree, like: Tree) -> Tree:
 
 
 class HypergradientState(NamedTuple):
-    """``learning_rate``: the current (adapted) step size ``alpha_t``; ``prev_direction``: the
-    last direction ``d_{t-1}`` (``u_{t-1} = -alpha_{t-1} d_{t-1}``); ``direction``: the state of
-    the transformation that produces ``d``."""
+    """``learning_rate``: the current ``alpha_t``; ``prev_direction``: ``d_{t-1}``;
+    ``direction``: the state of the transformation that produces ``d``."""
 
     learning_rate: jax.Array
     prev_direction: Tree
@@ -71,21 +55,33 @@ class HypergradientState(NamedTuple):
 )
 def scale_by_hypergradient(
     direction: GradientTransformation | Block,
-    learning_rate: NonNegativeConstant,
+    learning_rate: kit.NonNegativeConstant,
     hyper_lr: kit.NonNegative,
 ) -> GradientTransformation:
-    """Hypergradient descent on the learning rate (Baydin et al. 2018) around any direction.
+    """Hypergradient descent on the learning rate (Baydin et al. 2018) around any direction ``d``.
 
-    With ``d_t = direction(g_t)`` and the update ``u_t = -alpha_t d_t``, the derivative of the
-    loss w.r.t. the previous learning rate is ``h_t = <g_t, du_{t-1}/dalpha> = -<g_t, d_{t-1}>``,
-    so each step first moves the learning rate, then the parameters::
+    The loss's derivative w.r.t. the last learning rate is ``-<g_t, d_{t-1}>``, so each step
+    runs ``alpha_t = alpha_{t-1} + hyper_lr * <g_t, d_{t-1}>`` (``d_0 = 0``), then
+    ``u_t = -alpha_t d_t``.  ``alpha`` is one scalar for the whole tree:
+    ``tree_get(state, "learning_rate")``.  optax: none; torch: none (the authors' torch code:
+    ``SGDHD``, ``AdamHD``).
 
-        alpha_t = alpha_{t-1} - hyper_lr * h_t = alpha_{t-1} + hyper_lr * <g_t, d_{t-1}>
-        u_t     = -alpha_t * d_t                  (d_0 = 0, so alpha_1 = learning_rate)
+    Args:
+      direction: the transformation giving ``d_t`` from ``g_t``, without a learning rate
+        (``identity()``, ``trace(0.9)``, ``scale_by_adam()``...).
+      learning_rate: the initial learning rate ``alpha_0`` (a number).
 
-    ``learning_rate`` is the initial ``alpha_0``; the current one is
-    ``tree_get(state, "learning_rate")``.  The lr is global (one scalar for the whole tree), as in
-    the paper.  No optax/torch equivalent (the authors' torch code: ``SGDHD``, ``AdamHD``).
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.scale_by_hypergradient(gradtx.scale_by_sign(), 0.1, hyper_lr=0.01)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(f"{gradtx.tree_get(state, 'learning_rate'):.4f}")  # it was 0.1
+        0.2058
     """
     inner = as_block(direction)
 
@@ -118,20 +114,31 @@ def scale_by_hypergradient(
     ],
 )
 def sgd_hd(
-    learning_rate: NonNegativeConstant,
+    learning_rate: kit.NonNegativeConstant,
     hyper_lr: kit.NonNegative,
     momentum: kit.Fraction | None = None,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    """SGD-HD and SGDN-HD (Baydin et al. 2018): ``scale_by_hypergradient``
-    around ``d_t = g_t`` (no momentum), ``d_t = v_t`` (heavy ball, ``v_t = momentum v_{t-1} + g_t``)
-    or ``d_t = g_t + momentum v_t`` (Nesterov, the paper's SGDN-HD)::
+    """SGD-HD and SGDN-HD (Baydin et al. 2018): ``scale_by_hypergradient`` around ``d_t = g_t``,
+    ``d_t = v_t = momentum v_{t-1} + g_t`` (heavy ball) or ``d_t = g_t + momentum v_t`` (Nesterov):
+    ``alpha_t = alpha_{t-1} + hyper_lr * <g_t, d_{t-1}>``, ``u_t = -alpha_t d_t``.  ``<g, d>`` sums
+    over every parameter, so a good ``hyper_lr`` shrinks with model size (the authors' ``SGDHD``
+    uses 1e-6).  optax: none (``hyper_lr = 0`` is ``optax.sgd``); torch: none.
 
-        alpha_t = alpha_{t-1} + hyper_lr * <g_t, d_{t-1}>,   u_t = -alpha_t d_t
+    Args:
+      learning_rate: the initial learning rate ``alpha_0`` (a number).
 
-    ``<g, d>`` sums over every parameter, so a good ``hyper_lr`` shrinks with model size (the
-    authors' torch ``SGDHD`` defaults to 1e-6).  optax: none; with ``hyper_lr = 0`` it is
-    ``optax.sgd(learning_rate, momentum, nesterov)``.
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.sgd_hd(learning_rate=0.1, hyper_lr=0.01)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(f"{gradtx.tree_get(state, 'learning_rate'):.4f}")  # it was 0.1
+        0.3214
     """
     if nesterov and momentum is None:
         raise ValueError("sgd_hd: nesterov=True needs a momentum in [0, 1]")
@@ -141,20 +148,33 @@ def sgd_hd(
 
 @register(optax=None, traits=(), examples=[{"learning_rate": 0.05, "hyper_lr": 1e-4}])
 def adam_hd(
-    learning_rate: NonNegativeConstant,
+    learning_rate: kit.NonNegativeConstant,
     hyper_lr: kit.NonNegative,
     b1: kit.Decay = 0.9,
     b2: kit.Decay = 0.999,
     eps: kit.NonNegative = 1e-8,
     eps_root: kit.NonNegative = 0.0,
 ) -> GradientTransformation:
-    """Adam-HD (Baydin et al. 2018): ``scale_by_hypergradient`` around Adam's
-    direction ``d_t = m̂_t / (sqrt(v̂_t + eps_root) + eps)`` (``scale_by_adam``)::
+    """Adam-HD (Baydin et al. 2018): ``scale_by_hypergradient`` around Adam's direction
+    ``d_t = m̂_t / (sqrt(v̂_t + eps_root) + eps)``:
+    ``alpha_t = alpha_{t-1} + hyper_lr * <g_t, d_{t-1}>``, ``u_t = -alpha_t d_t``.  The authors'
+    ``AdamHD`` uses ``hyper_lr = 1e-8`` (and eps on the raw ``sqrt(v_t)``).  optax: none
+    (``hyper_lr = 0`` is ``optax.adam``); torch: none.
 
-        alpha_t = alpha_{t-1} + hyper_lr * <g_t, d_{t-1}>,   u_t = -alpha_t d_t
+    Args:
+      learning_rate: the initial learning rate ``alpha_0`` (a number).
 
-    The authors' torch ``AdamHD`` defaults ``hyper_lr`` to 1e-8 (and puts eps on the raw
-    ``sqrt(v_t)``).  optax: none; with ``hyper_lr = 0`` it is ``optax.adam``.
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.adam_hd(learning_rate=0.1, hyper_lr=0.01)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(f"{gradtx.tree_get(state, 'learning_rate'):.4f}")  # it was 0.1
+        0.2057
     """
     return scale_by_hypergradient(scale_by_adam(b1, b2, eps, eps_root), learning_rate, hyper_lr)
 
@@ -180,8 +200,8 @@ def swats(
     learning_rate: kit.Rate = 1e-3,
     b1: Annotated[float, kit.Range("[0, 1)")] = 0.9,
     b2: Annotated[float, kit.Range("[0, 1)")] = 0.999,
-    eps: NonNegativeConstant = 1e-9,
-    switch_tol: NonNegativeConstant | None = None,
+    eps: kit.NonNegativeConstant = 1e-9,
+    switch_tol: kit.NonNegativeConstant | None = None,
 ) -> GradientTransformation:
     """SWATS, switching from Adam to SGD (Keskar & Socher 2017, Algorithm 1).
 
@@ -195,15 +215,28 @@ def swats(
             with Lambda = lambda_t / (1 - b2^t)
 
     SGD phase (every step after the switch): ``v_t = b1 v_{t-1} + g_t`` (``v = 0`` at the switch),
-    ``u_t = -(1 - b1) Lambda v_t``.
+    ``u_t = -(1 - b1) Lambda v_t``.  One switch for the whole tree, reported by
+    ``tree_get(state, "switch_step")`` and ``"sgd_learning_rate"``.  optax: none; torch: none.
 
-    The Adam step is ``scale_by_adam`` with eps on the raw ``sqrt(v_t)``, i.e.
-    ``eps_t = eps / sqrt(1 - b2^t)`` on the debiased one.  ``switch_tol`` defaults to ``eps``, the
-    paper's (absolute) criterion; in float32 the rounding of ``gamma_t`` (~1e-7 lr) exceeds 1e-9,
-    so set ``switch_tol`` for the lr's scale there.  Dot products are over the whole tree (one
-    switch for all parameters).
-    ``tree_get(state, "switch_step")`` / ``"sgd_learning_rate"`` report the switch.
-    Defaults are the paper's.  optax/torch: none.
+    Args:
+      b1: decay rate of Adam's first moment, and the SGD phase's momentum.
+      b2: decay rate of Adam's second moment and of ``lambda``.
+      eps: added to the raw ``sqrt(v_t)`` (the paper's placement).
+      switch_tol: the switch test's tolerance (``None``: ``eps``, the paper's; in float32 the
+        rounding of ``gamma_t`` exceeds 1e-9, so set it for the lr's scale there).
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.swats(learning_rate=0.01, switch_tol=1e-3)
+        >>> state, update = opt.init(params), jax.jit(opt.update)  # both phases compiled once
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(gradtx.tree_get(state, "switch_step"))  # the switch came after step 2
+        2
     """
     tol = eps if switch_tol is None else switch_tol
     adam = as_block(scale_by_adam(b1, b2, lambda count: eps / jnp.sqrt(1 - b2 ** (count + 1.0))))
@@ -282,9 +315,9 @@ def _d_step(d: jax.Array, learning_rate: Any, b1: Any, b2: Any, count: jax.Array
 def dadapt_adamw(
     learning_rate: kit.Rate = 1.0,
     betas: tuple[float, float] = (0.9, 0.999),
-    eps: NonNegativeConstant = 1e-8,
-    estim_lr0: PositiveConstant = 1e-6,
-    weight_decay: NonNegativeConstant = 0.0,
+    eps: kit.NonNegativeConstant = 1e-8,
+    estim_lr0: kit.PositiveConstant = 1e-6,
+    weight_decay: kit.NonNegativeConstant = 0.0,
 ) -> GradientTransformation:
     """D-Adapted AdamW (Defazio & Mishchenko 2023), optax's variant.  With ``c = sqrt(b2)``,
     ``l = learning_rate(t - 1)`` and ``dlr = d l sqrt(1 - b2^t) / (1 - b1^t)``::
@@ -294,9 +327,23 @@ def dadapt_adamw(
         s_t = c s + (1 - c) dlr g,        d_{t+1} = max(d, r_t / ((1 - c) ||s_t||_1))
         u_t = -m_t / (sqrt(v_t) + eps) - weight_decay dlr p
 
-    ``d`` starts at ``estim_lr0`` and is ``tree_get(state, "estim_lr")``.  ``learning_rate`` is a
-    multiplier on the found step (1.0, or a schedule peaking at 1).  optax:
-    ``optax.contrib.dadapt_adamw`` (same arguments and defaults, same numbers).
+    ``d`` is ``tree_get(state, "estim_lr")``.  optax: ``optax.contrib.dadapt_adamw`` (same
+    arguments, defaults and numbers); torch: none.
+
+    Args:
+      learning_rate: a multiplier on the found step size (1.0, or a schedule peaking at 1).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.dadapt_adamw()
+        >>> state = opt.init(params)
+        >>> for _ in range(20):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(f"{gradtx.tree_get(state, 'estim_lr'):.2g}")  # d grew from estim_lr0 = 1e-6
+        0.024
     """
     b1, b2 = betas
     _check_betas("dadapt_adamw", betas)
@@ -311,16 +358,18 @@ def dadapt_adamw(
         d, sdt = state.estim_lr, state.estim_lr.dtype
         dlr = _d_step(d, h.learning_rate, b1, b2, h.count)
 
-        def leaf(g, m, v, s, p):
-            k = kit.compute_dtype(g)
+        def leaf(*leaves):
+            k = kit.compute_dtype(leaves[0])
+            g, m, v, s, p = (x.astype(k) for x in leaves)  # half precision: eps would be 0
             step = dlr.astype(k)
             num = jnp.sum(g * s / (jnp.sqrt(v) + eps))
             m_new = b1 * m + (1 - b1) * step * g
             v_new = b2 * v + (1 - b2) * g * g
             s_new = c * s + (1 - c) * step * g
             u = -m_new / (jnp.sqrt(v_new) + eps) - weight_decay * step * p
-            cast = lambda x, like: x.astype(like.dtype)
-            return cast(u, g), cast(m_new, m), cast(v_new, v), cast(s_new, s), num.astype(k)
+            stored = [x.dtype for x in leaves]
+            new = (u, m_new, v_new, s_new)
+            return (*(x.astype(dt) for x, dt in zip(new, stored, strict=False)), num)
 
         u, m, v, s, nums = kit.leafwise("dadapt_adamw", leaf, 5, updates, *state[:3], params)
         r = c * state.numerator_weighted + (1 - c) * dlr * sum(jax.tree.leaves(nums))
@@ -353,14 +402,14 @@ def prodigy(
     learning_rate: kit.Rate = 1.0,
     betas: tuple[float, float] = (0.9, 0.999),
     beta3: Annotated[float, kit.Range("[0, 1]")] | None = None,
-    eps: NonNegativeConstant = 1e-8,
-    estim_lr0: PositiveConstant = 1e-6,
-    estim_lr_coef: PositiveConstant = 1.0,
-    weight_decay: NonNegativeConstant = 0.0,
+    eps: kit.NonNegativeConstant = 1e-8,
+    estim_lr0: kit.PositiveConstant = 1e-6,
+    estim_lr_coef: kit.PositiveConstant = 1.0,
+    weight_decay: kit.NonNegativeConstant = 0.0,
     safeguard_warmup: bool = False,
 ) -> GradientTransformation:
-    """Prodigy (Mishchenko & Defazio 2023), Adam form, optax's variant.  With ``b3 = beta3``
-    (default ``sqrt(b2)``), ``l = learning_rate(t - 1)``, ``dlr = d l sqrt(1 - b2^t)/(1 - b1^t)``::
+    """Prodigy (Mishchenko & Defazio 2023), Adam form, optax's variant.  With ``b3 = beta3``,
+    ``l = learning_rate(t - 1)``, ``dlr = d l sqrt(1 - b2^t)/(1 - b1^t)``::
 
         m_t = b1 m + (1 - b1) d g,          v_t = b2 v + (1 - b2) d² g²
         r_t = b3 r + (d / d0) dlr <g, x_0 - p>
@@ -368,8 +417,27 @@ def prodigy(
         d_{t+1} = max(d, estim_lr_coef * r_t / ||s_t||_1)
         u_t = -dlr m_t / (sqrt(v_t) + d_{t+1} eps) - weight_decay dlr p
 
-    ``d`` starts at ``d0 = estim_lr0`` and is ``tree_get(state, "estim_lr")``.  optax:
-    ``optax.contrib.prodigy`` (same arguments and defaults, same numbers).
+    ``d`` is ``tree_get(state, "estim_lr")``.  optax: ``optax.contrib.prodigy`` (same arguments,
+    defaults and numbers); torch: none.
+
+    Args:
+      learning_rate: a multiplier on the found step size (1.0, or a schedule peaking at 1).
+      beta3: decay rate ``b3`` of ``r`` and ``s`` (``None``: ``sqrt(b2)``).
+      eps: added to ``sqrt(v_t)``, scaled by ``d_{t+1}``.
+      estim_lr_coef: multiplies each new estimate of ``d``.
+      safeguard_warmup: weight ``s`` by ``d`` rather than ``dlr`` (guards ``d`` during a warmup).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.prodigy()
+        >>> state = opt.init(params)
+        >>> for _ in range(20):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(f"{gradtx.tree_get(state, 'estim_lr'):.2g}")  # d grew from estim_lr0 = 1e-6
+        0.00086
     """
     b1, b2 = betas
     b3 = b2**0.5 if beta3 is None else beta3
@@ -413,201 +481,15 @@ def prodigy(
     return kit.block("prodigy", step, init, hyper=hyper, needs_params=True)
 
 
-# --- Schedule-Free -------------------------------------------------------------------------------
-
-
-class ScheduleFreeState(NamedTuple):
-    """``z``: the base optimizer's iterate; ``b1``: the interpolation weight (kept for
-    ``schedule_free_eval_params``); ``weight_sum``: ``sum_i lr_max,i^weight_lr_power``;
-    ``max_lr``: the largest learning rate seen; ``base_optimizer_state``: the base's state."""
-
-    b1: jax.Array
-    weight_sum: jax.Array
-    max_lr: jax.Array
-    base_optimizer_state: Any
-    z: Tree
-
-
-def _ramp(count: jax.Array) -> jax.Array:
-    """An example schedule (used by the registry's examples)."""
-    return 0.1 * (count + 1) / (count + 5)
-
-
-@register(
-    optax="contrib.schedule_free",
-    traits=(),
-    examples=[
-        {"base_optimizer": Use("sgd", {"learning_rate": 0.1}), "learning_rate": 0.1},
-        {
-            "base_optimizer": Use("scale_by_learning_rate", {"learning_rate": _ramp}),
-            "learning_rate": _ramp,
-            "b1": 0.8,
-            "weight_lr_power": 1.0,
-        },
-    ],
-)
-def schedule_free(
-    base_optimizer: GradientTransformation,
-    learning_rate: kit.Rate,
-    b1: Annotated[float, kit.Range("(0, 1]")] = 0.9,
-    weight_lr_power: NonNegativeConstant = 2.0,
-    state_dtype: Any = None,
-) -> GradientTransformation:
-    """Schedule-Free wrapper (Defazio et al. 2024, "The Road Less Scheduled").
-
-    The parameters the model sees are ``y``; the base optimizer (without momentum) moves ``z``;
-    the evaluation sequence ``x`` is a weighted average of the ``z``'s::
-
-        z_{t+1} = z_t + base_update(g(y_t))
-        x_t     = (y_t - (1 - b1) z_t) / b1                   (recomputed, not stored)
-        c_{t+1} = w_t / sum_{i<=t} w_i,   w_t = max_{i<=t} lr_i ^ weight_lr_power
-        x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}
-        y_{t+1} = b1 x_{t+1} + (1 - b1) z_{t+1},   u_t = y_{t+1} - y_t
-
-    The averaging weight reads ``learning_rate`` at step ``t`` (1-based), like optax, while a
-    schedule inside ``base_optimizer`` reads the usual ``t - 1``.  Evaluate at
-    ``schedule_free_eval_params(state, params)``.  ``state_dtype`` stores ``z`` in that dtype.
-    optax: ``optax.contrib.schedule_free`` (same arguments and defaults).
-    """
-    base = as_block(base_optimizer)
-    z_dtype = kit.canonical_dtype(state_dtype)
-
-    def init(params):
-        zero = jnp.zeros([], kit.scalar_dtype(params))
-        z = kit.copy(kit.cast(params, z_dtype))
-        return ScheduleFreeState(zero + b1, zero, zero, base.init(params), z)
-
-    def step(updates, state, params, h):
-        kit.check_match("schedule_free", "updates", updates, "z", state.z)
-        sdt = state.max_lr.dtype
-        # the averaging weight reads the learning rate one step ahead, as optax does
-        lr = jnp.asarray(kit.resolve(learning_rate, h.count + 1), sdt)
-        max_lr = jnp.maximum(state.max_lr, lr)
-        weight = max_lr**weight_lr_power
-        total = state.weight_sum + weight
-        # zero total weight (lr still 0 in warmup): keep x where it is
-        ck = jnp.where(total > 0, weight / jnp.where(total > 0, total, 1), 0)
-
-        base_u, base_state = base.update(
-            updates, state.base_optimizer_state, params, count=h.count, **h.extra
-        )
-
-        def leaf(y, z, bu):
-            k = jnp.promote_types(kit.compute_dtype(y), z.dtype)
-            yk, zk, c, b = y.astype(k), z.astype(k), ck.astype(k), state.b1.astype(k)
-            z_new = (zk + bu).astype(z.dtype).astype(k)
-            x = (yk - (1 - b) * zk) / b
-            x_new = (1 - c) * x + c * z_new
-            y_new = b * x_new + (1 - b) * z_new
-            return (y_new - yk).astype(y.dtype), z_new.astype(z.dtype)
-
-        u, z = kit.leafwise("schedule_free", leaf, 2, params, state.z, base_u)
-        return kit.cast_like(u, updates), ScheduleFreeState(
-            state.b1, total.astype(sdt), max_lr, base_state, z
-        )
-
-    return kit.block("schedule_free", step, init, needs_params=True)
-
-
-def schedule_free_eval_params(state: Any, params: Tree) -> Tree:
-    """The evaluation point ``x = (y - (1 - b1) z) / b1`` of a Schedule-Free optimizer, from its
-    state (found by field name, so it also works inside a chain) and the current params ``y``.
-
-    The result has the structure of ``params``; ``z`` is matched leaf by leaf, so an
-    ``nnx.Optimizer``'s state (whose leaves are wrapped in optimizer variables) works with
-    ``nnx.state(model, nnx.Param)``.  optax: ``optax.contrib.schedule_free_eval_params``.
-    """
-    (b1,) = jax.tree.leaves(tree_get(state, "b1"))
-    ys, treedef = jax.tree.flatten(params)
-    zs = jax.tree.leaves(tree_get(state, "z"))
-    shapes = [jnp.shape(y) for y in ys], [jnp.shape(z) for z in zs]
-    if shapes[0] != shapes[1]:
-        raise ValueError(
-            f"schedule_free_eval_params: params and the state's z differ: leaf shapes "
-            f"{shapes[0]} vs {shapes[1]}; were the params trained with this state?"
-        )
-    x = [((y - (1 - b1) * z) / b1).astype(jnp.result_type(y)) for y, z in zip(ys, zs, strict=True)]
-    return treedef.unflatten(x)
-
-
-def _warmup_constant(peak: float, warmup_steps: int) -> Any:
-    """``peak * min(step / warmup_steps, 1)``: a linear warmup from 0, then constant (the value
-    of optax's ``warmup_constant_schedule(0, peak, warmup_steps)``)."""
-
-    def schedule(count):
-        frac = jnp.clip(count / warmup_steps, 0, 1)
-        return peak * frac
-
-    return schedule
-
-
-@register(
-    optax="contrib.schedule_free_sgd",
-    traits=(),
-    examples=[{"learning_rate": 0.1, "warmup_steps": 5, "weight_decay": 0.01}, {}],
-)
-def schedule_free_sgd(
-    learning_rate: NonNegativeConstant = 1.0,
-    warmup_steps: kit.Steps | None = None,
-    b1: Annotated[float, kit.Range("(0, 1]")] = 0.9,
-    weight_decay: NonNegativeConstant | None = None,
-    weight_lr_power: NonNegativeConstant = 2.0,
-    state_dtype: Any = None,
-) -> GradientTransformation:
-    """Schedule-Free SGD: ``schedule_free`` around ``z_{t+1} = z_t - lr (g + weight_decay y_t)``,
-    with an optional linear warmup of ``lr`` over ``warmup_steps``.  optax:
-    ``optax.contrib.schedule_free_sgd`` (same arguments and defaults)."""
-    lr = learning_rate if warmup_steps is None else _warmup_constant(learning_rate, warmup_steps)
-    base = chain(
-        identity() if weight_decay is None else add_decayed_weights(weight_decay),
-        scale_by_learning_rate(lr),
-    )
-    return schedule_free(base, lr, b1, weight_lr_power, state_dtype)
-
-
-@register(
-    optax="contrib.schedule_free_adamw",
-    traits=(),
-    examples=[{"learning_rate": 0.1, "warmup_steps": 5, "weight_decay": 0.01}, {}],
-)
-def schedule_free_adamw(
-    learning_rate: NonNegativeConstant = 0.0025,
-    warmup_steps: kit.Steps | None = None,
-    b1: Annotated[float, kit.Range("(0, 1]")] = 0.9,
-    b2: kit.Fraction = 0.999,
-    eps: kit.NonNegative = 1e-8,
-    weight_decay: kit.NonNegative = 0.0,
-    weight_lr_power: NonNegativeConstant = 2.0,
-    state_dtype: Any = None,
-) -> GradientTransformation:
-    """Schedule-Free AdamW: ``schedule_free`` around momentum-free AdamW,
-    ``z_{t+1} = z_t - lr (g / (sqrt(v_t / (1 - b2^t)) + eps) + weight_decay y_t)`` with
-    ``v_t = b2 v + (1 - b2) g²`` (``scale_by_rms(b2, eps, eps_in_sqrt=False,
-    bias_correction=True)``); ``b1`` is the interpolation weight, not a momentum.  optax:
-    ``optax.contrib.schedule_free_adamw`` (same arguments and defaults)."""
-    lr = learning_rate if warmup_steps is None else _warmup_constant(learning_rate, warmup_steps)
-    base = chain(
-        scale_by_rms(b2, eps, eps_in_sqrt=False, bias_correction=True),
-        add_decayed_weights(weight_decay),
-        scale_by_learning_rate(lr),
-    )
-    return schedule_free(base, lr, b1, weight_lr_power, state_dtype)
-
-
 __all__ = [
     "DAdaptAdamWState",
     "HypergradientState",
     "ProdigyState",
-    "ScheduleFreeState",
     "SwatsState",
     "adam_hd",
     "dadapt_adamw",
     "prodigy",
     "scale_by_hypergradient",
-    "schedule_free",
-    "schedule_free_adamw",
-    "schedule_free_eval_params",
-    "schedule_free_sgd",
     "sgd_hd",
     "swats",
 ]

@@ -19,9 +19,18 @@ Tree = kit.Tree
 
 @register("block", optax="scale_by_sign", traced=None)
 def scale_by_sign() -> GradientTransformation:
-    """``u = sign(g)`` (signSGD).
+    """``u = sign(g)`` (signSGD): every coordinate moves by the same amount.
 
-    optax: ``optax.scale_by_sign``.
+    optax: ``optax.scale_by_sign``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_sign()
+        >>> g = jnp.array([0.01, -30.0, 0.0], jnp.float32)
+        >>> updates, _ = tx.update(g, tx.init(g))
+        >>> print(updates)
+        [ 1. -1.  0.]
     """
     return kit.block("scale_by_sign", lambda g, state, p, h: (jax.tree.map(jnp.sign, g), state))
 
@@ -46,7 +55,18 @@ def scale_by_lion(
       b1: weight of the momentum in the interpolation the sign is taken of.
       b2: decay rate of the momentum.
 
-    optax: ``optax.scale_by_lion``.
+    optax: ``optax.scale_by_lion``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_lion(b1=0.9, b2=0.99)
+        >>> state = tx.init(jnp.zeros(2, jnp.float32))
+        >>> for g in ([1.0, -1.0], [-0.05, 0.05]):  # a small opposite gradient: no flip
+        ...     updates, state = tx.update(jnp.array(g, jnp.float32), state)
+        ...     print(updates)
+        [ 1. -1.]
+        [ 1. -1.]
     """
 
     def step(updates, state, params, h):
@@ -65,7 +85,16 @@ def sign_sgd(learning_rate: kit.Rate) -> GradientTransformation:
 
     Args:
 
-    optax: ``optax.sign_sgd``.
+    optax: ``optax.sign_sgd``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0, 30.0], jnp.float32)
+        >>> opt = gradtx.sign_sgd(learning_rate=0.1)
+        >>> updates, _ = opt.update(2 * params, opt.init(params), params)
+        >>> print(gradtx.apply_updates(params, updates))  # every coordinate moves by lr
+        [ 0.9 -1.9 29.9]
     """
     return chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
 
@@ -92,7 +121,19 @@ def lion(
       b1: weight of the momentum in the interpolation the sign is taken of.
       b2: decay rate of the momentum.
 
-    optax: ``optax.lion``.
+    optax: ``optax.lion``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.lion(learning_rate=0.1, weight_decay=0.0)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        ...     updates, state = opt.update(2 * params, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4))
+        [ 0.7 -1.7]
     """
     return chain(
         scale_by_lion(b1, b2, mu_dtype),

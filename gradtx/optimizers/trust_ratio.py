@@ -5,6 +5,7 @@ rate: LARS (SGD with momentum), LAMB (Adam) and Fromage.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import jax.numpy as jnp
@@ -39,7 +40,18 @@ def scale_by_trust_ratio(
       trust_coefficient: multiplies the ratio (LARS's ``eta``).
       eps: added to the update's norm in the denominator.
 
-    optax: ``optax.scale_by_trust_ratio``.
+    optax: ``optax.scale_by_trust_ratio``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> tx = gradtx.scale_by_trust_ratio()
+        >>> x = jnp.array([0.3, 0.4], jnp.float32)
+        >>> params = {"big": 100 * x, "small": x}
+        >>> g = jnp.array([1.0, 0.0], jnp.float32)
+        >>> updates, _ = tx.update({"big": g, "small": g}, tx.init(params), params)
+        >>> print(updates["big"], updates["small"])  # each update has its leaf's norm
+        [50.  0.] [0.5 0. ]
     """
 
     def step(updates, state, params, h):
@@ -95,9 +107,21 @@ def lars(
       eps: added to the update's norm in the trust ratio's denominator.
       trust_ratio_mask: which leaves are rescaled; optax's convention, ``True``: all (the paper
         excludes biases and norm scales: ``gradtx.registry.matrices``).
-      momentum: momentum coefficient.
+      momentum: coefficient of the momentum on ``-lr d`` (after the trust ratio).
 
-    optax: ``optax.lars``.
+    optax: ``optax.lars``; torch: none.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> x = jnp.array([0.3, 0.4], jnp.float32)
+        >>> params = {"big": 100 * x, "small": x}
+        >>> opt = gradtx.lars(learning_rate=1.0, trust_coefficient=0.01)  # 1% of each norm
+        >>> grads = jax.tree.map(lambda p: 2 * p, params)
+        >>> updates, _ = opt.update(grads, opt.init(params), params)
+        >>> print(jnp.array_str(updates["big"], precision=4), updates["small"])
+        [-0.3 -0.4] [-0.003 -0.004]
     """
     return chain(
         add_decayed_weights(weight_decay, weight_decay_mask),
@@ -142,7 +166,19 @@ def lamb(
       eps: added to the denominator, outside the square root (LAMB's default is 1e-6).
       weight_decay: coefficient ``wd`` of the decoupled weight decay, inside the trust ratio.
 
-    optax: ``optax.lamb``.
+    optax: ``optax.lamb``; torch: none.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> x = jnp.array([0.3, 0.4], jnp.float32)
+        >>> params = {"big": 100 * x, "small": x}
+        >>> opt = gradtx.lamb(learning_rate=0.01)
+        >>> grads = jax.tree.map(lambda p: 2 * p, params)
+        >>> updates, _ = opt.update(grads, opt.init(params), params)  # steps of 1% of each norm
+        >>> print(*(jnp.array_str(updates[k], precision=4) for k in ("big", "small")))
+        [-0.3536 -0.3536] [-0.0035 -0.0035]
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root),
@@ -170,9 +206,22 @@ def fromage(
       learning_rate: the relative step ``lr`` (a number: ``c`` is built from it).
       min_norm: the smallest value each norm is taken to have.
 
-    optax: ``optax.fromage``.
+    optax: ``optax.fromage``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([3.0, 4.0], jnp.float32)
+        >>> opt = gradtx.fromage(learning_rate=0.1)
+        >>> g = jnp.array([4.0, -3.0], jnp.float32)  # orthogonal to params
+        >>> updates, _ = opt.update(g, opt.init(params), params)
+        >>> params = gradtx.apply_updates(params, updates)
+        >>> print(jnp.array_str(params, precision=4), f"{jnp.linalg.norm(params):.4f}")
+        [2.5871 4.2787] 5.0000
     """
-    c = 1 / (1 + learning_rate**2) ** 0.5
+    # correctly rounded either way, so an injected (array) learning rate gives the same c
+    root = math.sqrt if isinstance(learning_rate, int | float) else jnp.sqrt
+    c = 1 / root(1 + learning_rate * learning_rate)
     return chain(
         scale_by_trust_ratio(min_norm),
         scale_by_learning_rate(learning_rate * c),
