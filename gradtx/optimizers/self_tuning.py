@@ -195,7 +195,15 @@ class SwatsState(NamedTuple):
     switch_step: jax.Array
 
 
-@register(optax=None, traits=(), examples=[{"learning_rate": 0.1, "switch_tol": 1e-3}])
+@register(
+    optax=None,
+    traits=(),
+    # the first stays in its Adam phase for 50 steps; the second switches to SGD at step 2
+    examples=[
+        {"learning_rate": 0.1, "switch_tol": 1e-3},
+        {"learning_rate": 0.1, "switch_tol": 1e-2},
+    ],
+)
 def swats(
     learning_rate: kit.Rate = 1e-3,
     b1: Annotated[float, kit.Range("[0, 1)")] = 0.9,
