@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from gradtx import kit
 from gradtx.base import GradientTransformation, chain
-from gradtx.blocks import add_decayed_weights, scale_by_learning_rate
+from gradtx.blocks import add_decayed_weights, ema, scale_by_learning_rate
 from gradtx.registry import matrices, register
 
 Tree = kit.Tree
@@ -100,6 +100,44 @@ def sign_sgd(learning_rate: kit.Rate) -> GradientTransformation:
 
 
 @register(
+    optax="signum",
+    examples=[
+        {"learning_rate": 0.1},
+        {"learning_rate": lambda c: 0.1 / (1 + c), "beta": 0.5, "accumulator_dtype": jnp.float32},
+    ],
+)
+def signum(
+    learning_rate: kit.Rate, beta: kit.Fraction = 0.9, accumulator_dtype: Any = None
+) -> GradientTransformation:
+    """Signum (Bernstein et al. 2018): signSGD on a momentum,
+    ``m_t = beta m + (1 - beta) g``, ``u = -lr * sign(m_t)`` (no bias correction: the sign
+    does not see it).
+
+    Args:
+      beta: decay rate of the momentum the sign is taken of.
+      accumulator_dtype: storage dtype of ``m`` (``None``: the params' dtype).
+
+    optax: ``optax.signum``; torch: none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> opt = gradtx.signum(learning_rate=0.1, beta=0.5)
+        >>> state = opt.init(params)
+        >>> for g in ([1.0, 1.0], [-3.0, 0.5]):  # the momentum keeps the second sign positive
+        ...     updates, state = opt.update(jnp.array(g, jnp.float32), state, params)
+        >>> print(updates)
+        [ 0.1 -0.1]
+    """
+    return chain(
+        ema(beta, debias=False, accumulator_dtype=accumulator_dtype),
+        scale_by_sign(),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@register(
     optax="lion",
     examples=[
         {"learning_rate": 0.01},
@@ -142,4 +180,4 @@ def lion(
     )
 
 
-__all__ = ["ScaleByLionState", "lion", "scale_by_lion", "scale_by_sign", "sign_sgd"]
+__all__ = ["ScaleByLionState", "lion", "scale_by_lion", "scale_by_sign", "sign_sgd", "signum"]

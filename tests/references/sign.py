@@ -1,5 +1,5 @@
-"""References of ``gradtx/optimizers/sign.py``: signSGD (Bernstein et al. 2018) and Lion
-(Chen et al. 2023, Program 1)."""
+"""References of ``gradtx/optimizers/sign.py``: signSGD and Signum (Bernstein et al. 2018) and
+Lion (Chen et al. 2023, Program 1)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,29 @@ def scale_by_lion(b1=0.9, b2=0.99, mu_dtype=None) -> Ref:
 def sign_sgd(learning_rate) -> Ref:
     """``u = -lr sign(g)``."""
     return Chain(Sign(), descent(learning_rate))
+
+
+class Signum(Ref):
+    """``m_t = beta m_{t-1} + (1 - beta) g`` from ``m_0 = 0`` (stored in ``dtype``);
+    ``u = -lr sign(m_t)``."""
+
+    def __init__(self, lr: Hyper, beta: Hyper, dtype: Any):
+        self.lr, self.beta, self.dtype = lr, beta, dtype
+
+    def init(self, params):
+        self.m = zeros(params)
+
+    def step(self, grads, params, t):
+        beta, out = at(self.beta, t), []
+        for i, g in enumerate(grads):
+            self.m[i] = stored(beta * self.m[i] + (1 - beta) * g, self.dtype)
+            out.append(-at(self.lr, t) * np.sign(self.m[i]))
+        return out
+
+
+@reference("signum")
+def signum(learning_rate, beta=0.9, accumulator_dtype=None) -> Ref:
+    return Signum(learning_rate, beta, accumulator_dtype)
 
 
 @reference("lion")
