@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx.base import Block, GradientTransformation, transformation
-from gradtx.kit import check_ranges
+from gradtx import kit
+from gradtx.base import GradientTransformation
 
 _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")
@@ -93,7 +93,7 @@ def reduce_on_plateau(
             f"reduce_on_plateau: threshold_mode={threshold_mode!r} is unknown; "
             f"allowed: {_THRESHOLD_MODES}"
         )
-    check_ranges(
+    kit.check_ranges(
         "reduce_on_plateau",
         factor=(factor, "[0, 1)"),
         patience=(patience, "[0, inf)"),
@@ -111,7 +111,8 @@ def reduce_on_plateau(
         zero = jnp.zeros([], jnp.int32)
         return ReduceOnPlateauState(jnp.ones([], dt), jnp.asarray(worst, dt), zero, zero)
 
-    def update(updates, state, params=None, count=None, value=None, **extra):
+    def step(updates, state, params, h):
+        value = h.extra.get("value")
         if value is None:
             raise ValueError(
                 "reduce_on_plateau: update needs the metric, e.g. "
@@ -138,7 +139,7 @@ def reduce_on_plateau(
             jnp.where(reduce, cooldown, cool).astype(jnp.int32),
         )
 
-    return transformation(Block(init, update))
+    return kit.block("reduce_on_plateau", step, init)
 
 
 __all__ = ["ReduceOnPlateauState", "reduce_on_plateau"]
