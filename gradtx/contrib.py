@@ -1,26 +1,20 @@
 """optax.contrib's names at optax's paths: ``gradtx.contrib.prodigy`` is ``optax.contrib.prodigy``.
 
-Each optimizer lives in its family module (``gradtx.optimizers.self_tuning`` for the
-learning-rate-free ones); this namespace only gathers optax's contrib spellings.
+Each optimizer lives in its family module and is registered with its optax path
+(``@register(optax="contrib.prodigy")``); this namespace gathers every such entry, so a new
+contrib optimizer appears here without any change to this file.  The other names optax.contrib
+exports (state classes, helpers) are listed below.
 """
 
-from gradtx.optimizers.schedule_free import (
-    ScheduleFreeState,
-    schedule_free,
-    schedule_free_adamw,
-    schedule_free_eval_params,
-    schedule_free_sgd,
-)
-from gradtx.optimizers.self_tuning import DAdaptAdamWState, ProdigyState, dadapt_adamw, prodigy
+from gradtx import registry
+from gradtx.optimizers.schedule_free import ScheduleFreeState, schedule_free_eval_params
+from gradtx.optimizers.self_tuning import DAdaptAdamWState, ProdigyState
 
-__all__ = [
-    "DAdaptAdamWState",
-    "ProdigyState",
-    "ScheduleFreeState",
-    "dadapt_adamw",
-    "prodigy",
-    "schedule_free",
-    "schedule_free_adamw",
-    "schedule_free_eval_params",
-    "schedule_free_sgd",
-]
+__all__ = ["DAdaptAdamWState", "ProdigyState", "ScheduleFreeState", "schedule_free_eval_params"]
+
+for _entry in registry.entries():
+    if _entry.optax is not None and _entry.optax.startswith("contrib."):
+        _name = _entry.optax.split(".", 1)[1]
+        globals()[_name] = _entry.factory
+        __all__.append(_name)
+__all__.sort()

@@ -6,33 +6,26 @@ optimizers chained from them:
 ``rms``            Adagrad, RMSProp, Adadelta: second-moment scaling without momentum
 ``adam``           Adam, AdamW, NAdam(W), AMSGrad: bias-corrected first and second moments
 ``adam_variants``  AdaMax, RAdam, torch's NAdam, AdaBelief, Yogi: Adam with another moment rule
-``sign``           signSGD, Lion: the sign of a (smoothed) gradient
+``sign``           signSGD, Signum, Lion: the sign of a (smoothed) gradient
 ``trust_ratio``    LARS, LAMB, Fromage: per-leaf steps from the parameter/update norm ratio
 ``self_tuning``    hypergradient descent, SWATS, D-Adaptation, Prodigy: learned step sizes
 ``schedule_free``  Schedule-Free SGD and AdamW: averaging in place of a schedule
 =================  ===========================================================================
 
-The general-purpose blocks they share (learning rate, momentum, weight decay, noise) live in
-``gradtx.blocks``; the kit they are written with in ``gradtx.kit``.
+Every module of this package is a family: it is imported here and its ``__all__`` re-exported,
+so a new family needs no other file changed.  The general-purpose blocks they share (learning
+rate, momentum, weight decay, noise) live in ``gradtx.blocks``; the kit they are written with in
+``gradtx.kit``.
 """
 
-from gradtx.optimizers.adam import *  # noqa: F403
-from gradtx.optimizers.adam_variants import *  # noqa: F403
-from gradtx.optimizers.rms import *  # noqa: F403
-from gradtx.optimizers.schedule_free import *  # noqa: F403
-from gradtx.optimizers.self_tuning import *  # noqa: F403
-from gradtx.optimizers.sgd import *  # noqa: F403
-from gradtx.optimizers.sign import *  # noqa: F403
-from gradtx.optimizers.trust_ratio import *  # noqa: F403
+import importlib
+import pkgutil
 
-FAMILIES = (
-    "sgd",
-    "rms",
-    "adam",
-    "adam_variants",
-    "sign",
-    "trust_ratio",
-    "self_tuning",
-    "schedule_free",
-)
-"""The family modules, in the order of the table above (each imported above)."""
+FAMILIES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)))
+"""The family modules (every module of this package)."""
+
+__all__: list[str] = []
+for _family in FAMILIES:
+    _module = importlib.import_module(f"{__name__}.{_family}")
+    globals().update({name: getattr(_module, name) for name in _module.__all__})
+    __all__ += _module.__all__
