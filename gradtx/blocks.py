@@ -89,15 +89,12 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTrans
     Example:
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> tx = gradtx.scale_by_schedule(lambda step: 1 / (1 + step))
-        >>> g = jnp.array([2.0, -4.0], jnp.float32)
-        >>> state = tx.init(g)
-        >>> for _ in range(3):
-        ...     updates, state = tx.update(g, state)
-        ...     print(jnp.array_str(updates, precision=4))
-        [ 2. -4.]
-        [ 1. -2.]
-        [ 0.6667 -1.3333]
+        >>> tx = gradtx.scale_by_schedule(lambda step: 0.5**step)
+        >>> g = {"f32": jnp.ones(1, jnp.float32), "bf16": jnp.ones(1, jnp.bfloat16)}
+        >>> _, state = tx.update(g, tx.init(g))  # step 0: factor 1
+        >>> updates, state = tx.update(g, state)  # step 1: factor 0.5, in each leaf's dtype
+        >>> print(updates["f32"], updates["bf16"], updates["bf16"].dtype)
+        [0.5] [0.5] bfloat16
     """
 
     def step(g, state, params, h):
@@ -183,15 +180,14 @@ def trace(
     Example:
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> tx = gradtx.trace(decay=0.9)
         >>> g = jnp.array([1.0], jnp.float32)
-        >>> state = tx.init(g)
-        >>> for _ in range(3):  # a constant gradient: m grows towards g / (1 - decay)
-        ...     updates, state = tx.update(g, state)
-        ...     print(jnp.array_str(updates, precision=4))
-        [1.]
-        [1.9]
-        [2.71]
+        >>> for nesterov in (False, True):  # two steps of a constant gradient: m = g, then 1.9 g
+        ...     tx = gradtx.trace(decay=0.9, nesterov=nesterov)
+        ...     _, state = tx.update(g, tx.init(g))
+        ...     updates, _ = tx.update(g, state)
+        ...     print(nesterov, jnp.array_str(updates, precision=4))  # Nesterov: g + 0.9 m
+        False [1.9]
+        True [2.71]
     """
 
     def step(updates, state, params, h):
@@ -232,15 +228,16 @@ def ema(
     optax: ``optax.ema``; torch: none.
 
     Example:
+        The average starts at 0, so its first value is ``(1 - decay) g``; ``debias`` undoes that:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> tx = gradtx.ema(decay=0.9)
-        >>> state = tx.init(jnp.zeros(1, jnp.float32))
-        >>> for g in (1.0, 3.0):
-        ...     updates, state = tx.update(jnp.array([g], jnp.float32), state)
-        ...     print(jnp.array_str(updates, precision=4))
-        [1.]
-        [2.0526]
+        >>> g = jnp.array(2.0, jnp.float32)
+        >>> debiased, raw = gradtx.ema(decay=0.9), gradtx.ema(decay=0.9, debias=False)
+        >>> u, _ = debiased.update(g, debiased.init(g))
+        >>> v, _ = raw.update(g, raw.init(g))
+        >>> print(f"{u:.4f} {v:.4f}")
+        2.0000 0.2000
     """
 
     def step(updates, state, params, h):
@@ -318,12 +315,12 @@ def add_decayed_weights(
     Example:
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = {"w": jnp.array([1.0, -2.0], jnp.float32), "b": jnp.ones(1, jnp.float32)}
-        >>> tx = gradtx.add_decayed_weights(0.1, mask=gradtx.paths.exclude("b"))  # not "b"
-        >>> grads = {"w": jnp.ones(2, jnp.float32), "b": jnp.ones(1, jnp.float32)}
+        >>> params = {"w": jnp.full((2, 2), 2.0, jnp.float32), "b": jnp.ones(2, jnp.float32)}
+        >>> tx = gradtx.add_decayed_weights(0.1, mask=gradtx.registry.matrices)  # not the bias
+        >>> grads = {"w": jnp.zeros((2, 2), jnp.float32), "b": jnp.zeros(2, jnp.float32)}
         >>> updates, _ = tx.update(grads, tx.init(params), params)
-        >>> print(updates["w"], updates["b"])
-        [1.1 0.8] [1.]
+        >>> print(updates["w"][0], updates["b"])  # 0.1 * w, and the bias's gradient as it was
+        [0.2 0.2] [0. 0.]
     """
 
     def step(g, state, params, h):

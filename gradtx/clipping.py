@@ -60,13 +60,15 @@ def clip_by_global_norm(max_norm: kit.Positive) -> GradientTransformation:
     scales when ``n == max_norm``, by a factor ``max_norm / (n + 1e-6)``).
 
     Example:
+        In a chain, the norm before clipping is still found by name, for logging:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> tx = gradtx.clip_by_global_norm(max_norm=1.0)
-        >>> g = {"a": jnp.array([3.0], jnp.float32), "b": jnp.array([4.0], jnp.float32)}
-        >>> updates, state = tx.update(g, tx.init(g))
+        >>> opt = gradtx.chain(gradtx.clip_by_global_norm(max_norm=5.0), gradtx.sgd(0.5))
+        >>> g = {"a": jnp.array([6.0], jnp.float32), "b": jnp.array([8.0], jnp.float32)}
+        >>> updates, state = opt.update(g, opt.init(g))
         >>> print(updates["a"], updates["b"], gradtx.tree_get(state, "global_norm"))
-        [0.6] [0.8] 5.0
+        [-1.5] [-2.] 10.0
     """
 
     def init(params):

@@ -72,18 +72,36 @@ def leaves64(tree: Any) -> list[np.ndarray]:
     return [np.asarray(x, np.float64) for x in jax.tree.leaves(tree)]
 
 
+def loss_value(params: Any) -> Any:
+    """The ``value=`` (a loss) the harness hands optimizers that need one (Polyak step sizes,
+    reduce-on-plateau): ``1 + sum(p**2) / 2`` at the params the gradients belong to."""
+    return 1.0 + 0.5 * sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params))
+
+
 def run_tx(
-    tx: Any, params: Any, grads: Sequence[Any], start_state: Any = None, **extra: Any
+    tx: Any,
+    params: Any,
+    grads: Sequence[Any],
+    start_state: Any = None,
+    with_value: bool = False,
+    **extra: Any,
 ) -> tuple[list, Any, Any]:
     """Eager trajectory: ``(updates per step as leaf lists, final params, final state)``, from
-    ``start_state`` (default ``tx.init(params)``); ``extra`` goes to every ``update``."""
+    ``start_state`` (default ``tx.init(params)``); ``extra`` goes to every ``update``, and with
+    ``with_value`` also ``value=loss_value(params)``."""
     state = tx.init(params) if start_state is None else start_state
     history = []
     for g in grads:
-        u, state = tx.update(g, state, params, **extra)
+        values = {"value": loss_value(params)} if with_value else {}
+        u, state = tx.update(g, state, params, **values, **extra)
         params = jax.tree.map(lambda p, d: (p + d).astype(p.dtype), params, u)
         history.append(leaves64(u))
     return history, params, state
+
+
+def needs_value(entry: Any) -> bool:
+    """Whether a registry entry's ``update`` needs ``value=``."""
+    return "needs_value" in entry.traits
 
 
 def rel_err(got: Sequence[Sequence[np.ndarray]], want: Sequence[Sequence[np.ndarray]]) -> float:

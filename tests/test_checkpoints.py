@@ -67,7 +67,7 @@ def segment(name, n, params, state, start):
         g = jax.tree.map(lambda x, c, d: c[t] * x + d[t], p, C, D)
         if name in WITH_NANS:
             g = jax.tree.map(lambda x: jnp.where(t == NAN_STEP, x.at[0].set(jnp.nan), x), g)
-        u, s = tx.update(g, s, p)
+        u, s = tx.update(g, s, p, value=sum(jnp.sum(x**2) for x in jax.tree.leaves(p)))
         return (apply_updates(p, u), s), None
 
     return jax.lax.scan(step, (params, state), start + jnp.arange(n))[0]

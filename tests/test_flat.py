@@ -43,7 +43,7 @@ def _run(tx, steps=20):
     def body(carry, i):
         p, s = carry
         g = jax.tree.map(lambda x: jnp.sin(x * (i + 1.0)) + 0.1 * x, p)
-        u, s = tx.update(g, s, p)
+        u, s = tx.update(g, s, p, value=sum(jnp.sum(x**2) for x in jax.tree.leaves(p)))
         return (gradtx.apply_updates(p, u), s), None
 
     (p, _), _ = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(steps))

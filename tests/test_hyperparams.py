@@ -46,7 +46,7 @@ def run(tx, params=PARAMS, steps=STEPS):
     def body(carry, _):
         p, s = carry
         value, g = jax.value_and_grad(LOSS)(p)
-        u, s = tx.update(g, s, p)
+        u, s = tx.update(g, s, p, value=value)
         return (apply_updates(p, u), s), value
 
     (p, s), losses = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 import optax.contrib
 import pytest
-from helpers import fast_compile, leaves64, make_grads, make_params, rel_err, run_tx
+from helpers import fast_compile, leaves64, make_grads, make_params, needs_value, rel_err, run_tx
 from references import build, run
 
 from gradtx import registry
@@ -69,8 +69,9 @@ def trajectories(entry: registry.Entry, example: int, dtype, steps: int):
     """The updates of gradtx's and optax's transformation, step by step."""
     params, grads = make_params(dtype), make_grads(steps, dtype)
     kwargs = registry.resolve_uses(entry.examples[example], registry.build)
-    mine, p_mine, _ = run_tx(entry.build(example), params, grads)
-    theirs, p_theirs, _ = run_tx(optax_factory(entry)(**kwargs), params, grads)
+    value = needs_value(entry)
+    mine, p_mine, _ = run_tx(entry.build(example), params, grads, with_value=value)
+    theirs, p_theirs, _ = run_tx(optax_factory(entry)(**kwargs), params, grads, with_value=value)
     assert jax.tree.map(lambda x: x.dtype, p_mine) == jax.tree.map(lambda x: x.dtype, p_theirs)
     return mine, theirs
 
@@ -112,7 +113,8 @@ def test_float32_trajectory_matches_optax(entry, example):
     if rel_err(mine, theirs) > TOL[jnp.float32]:
         ref = build(entry.name, entry.examples[example])
         params, grads = make_params(jnp.float32), make_grads(8, jnp.float32)
-        truth, _ = run(ref, leaves64(params), [leaves64(g) for g in grads])
+        grads64 = [leaves64(g) for g in grads]
+        truth, _ = run(ref, leaves64(params), grads64, with_value=needs_value(entry))
         assert rel_err(mine, truth) <= 2 * rel_err(theirs, truth)
 
 

@@ -8,7 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import fast_compile, leaves64, make_grads, make_params, rel_err, run_tx
+from helpers import (
+    fast_compile,
+    leaves64,
+    make_grads,
+    make_params,
+    needs_value,
+    rel_err,
+    run_tx,
+)
 
 import gradtx as A
 import gradtx as C
@@ -164,10 +172,10 @@ def test_optax_inside_gradtx_chain():
 
 @pytest.mark.parametrize("name", sorted(ENTRIES))
 def test_unknown_extra_keywords_are_accepted_and_ignored(name):
-    params, grads = make_params(), make_grads(2)
-    plain, _, _ = run_tx(ENTRIES[name].build(0), params, grads)
+    params, grads, value = make_params(), make_grads(2), needs_value(ENTRIES[name])
+    plain, _, _ = run_tx(ENTRIES[name].build(0), params, grads, with_value=value)
     extra, _, _ = run_tx(
-        ENTRIES[name].build(0), params, grads, value=jnp.asarray(3.0), grad=grads[0], other=1
+        ENTRIES[name].build(0), params, grads, with_value=value, grad=grads[0], other=1
     )
     assert rel_err(extra, plain) == 0.0
 

@@ -10,7 +10,16 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import STEPS, fast_compile, leaves64, make_grads, make_params, rel_err, run_tx
+from helpers import (
+    STEPS,
+    fast_compile,
+    leaves64,
+    make_grads,
+    make_params,
+    needs_value,
+    rel_err,
+    run_tx,
+)
 from references import REFERENCES, build, run
 from references.core import Ref, zeros
 
@@ -34,9 +43,9 @@ def error_vs_numpy(entry: registry.Entry, example: int, steps: int = 50) -> floa
     ref = build(entry.name, entry.examples[example])
     if ref is None:
         return None
-    params, grads = make_params(), make_grads(steps)
-    got, _, _ = run_tx(entry.build(example), params, grads)
-    want, _ = run(ref, leaves64(params), [leaves64(g) for g in grads])
+    params, grads, value = make_params(), make_grads(steps), needs_value(entry)
+    got, _, _ = run_tx(entry.build(example), params, grads, with_value=value)
+    want, _ = run(ref, leaves64(params), [leaves64(g) for g in grads], with_value=value)
     return rel_err(got, want)
 
 

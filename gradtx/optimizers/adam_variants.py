@@ -190,12 +190,11 @@ def scale_by_nadam(
         >>> import gradtx
         >>> tx = gradtx.scale_by_nadam(momentum_decay=4e-3)
         >>> g = jnp.array([0.5, -2.0], jnp.float32)
-        >>> state = tx.init(g)
-        >>> for _ in range(2):
-        ...     updates, state = tx.update(g, state)
-        ...     print(jnp.array_str(updates, precision=4))
+        >>> updates, state = tx.update(g, tx.init(g))
+        >>> print(jnp.array_str(updates, precision=4))
         [ 1.0565 -1.0565]
-        [ 0.7837 -0.7837]
+        >>> print(f"{gradtx.tree_get(state, 'mu_product'):.4f}")  # mu_1, about b1 / 2
+        0.4501
     """
 
     def init(params):
@@ -250,12 +249,14 @@ def scale_by_belief(
     optax: ``optax.scale_by_belief``; torch: none.
 
     Example:
+        Under a steady gradient ``s`` stays small, so the step grows where Adam's stays at 1:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
         >>> tx = gradtx.scale_by_belief()
         >>> g = jnp.array([0.5, -2.0], jnp.float32)
         >>> state = tx.init(g)
-        >>> for _ in range(3):  # a steady gradient: s stays small, so the step grows
+        >>> for _ in range(3):
         ...     updates, state = tx.update(g, state)
         ...     print(jnp.array_str(updates, precision=4))
         [ 1.1111 -1.1111]
@@ -307,6 +308,8 @@ def scale_by_yogi(
     optax: ``optax.scale_by_yogi``; torch: none.
 
     Example:
+        From ``v_0 = 1e-6``, one step moves ``v`` by ``(1 - b2) g^2`` towards ``g^2``:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
         >>> tx = gradtx.scale_by_yogi()
@@ -360,16 +363,16 @@ def adamax(
     optax: ``optax.adamax``; torch: ``torch.optim.Adamax`` (same rule).
 
     Example:
+        With ``b1=0`` the step is ``-lr * g / n``, ``n`` the running maximum of ``|g|``:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.adamax(learning_rate=0.1)
-        >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(params, precision=4))
-        [ 0.7155 -1.7076]
+        >>> opt = gradtx.adamax(learning_rate=0.1, b1=0.0)
+        >>> g = jnp.array([4.0, 4.0], jnp.float32)
+        >>> _, state = opt.update(g, opt.init(g))
+        >>> updates, state = opt.update(jnp.array([1.0, -8.0], jnp.float32), state)
+        >>> print(jnp.array_str(updates, precision=4))  # a new maximum gives a full step
+        [-0.025  0.1  ]
     """
     return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
@@ -455,14 +458,11 @@ def radam(
     Example:
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.radam(learning_rate=0.1)
-        >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(params, precision=4))
-        [ 0.4623 -0.9246]
+        >>> opt = gradtx.radam(learning_rate=0.01)
+        >>> g = {"w": jnp.array([0.5, -20.0], jnp.float32)}
+        >>> updates, state = opt.update(g, opt.init(g))
+        >>> print(jnp.array_str(updates["w"], precision=4))  # -lr * m_hat, in proportion to g
+        [-0.005  0.2  ]
     """
     return chain(
         scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov),
@@ -497,23 +497,24 @@ def adabelief(
     ``(g - m)^2`` plus ``eps_root`` (``scale_by_belief``).
 
     Args:
-      b2: decay rate of ``s``, the average of ``(g - m)^2``.
-      eps: added to ``sqrt(ŝ)``.
-      eps_root: added to ``s_t`` at every step.
+      b2: how fast ``s``, the "belief" (the average squared surprise ``(g - m)^2``), forgets.
+      eps: added to ``sqrt(ŝ)`` in the denominator.
+      eps_root: added to ``s_t`` at every step (keeps ``ŝ`` above zero).
 
     optax: ``optax.adabelief``; torch: none.
 
     Example:
+        The first coordinate's gradient is steady, the second's flips sign: AdaBelief's denominator
+        tracks how far ``g`` strays from its mean, so the steady one takes the larger step:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
         >>> opt = gradtx.adabelief(learning_rate=0.1)
-        >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(params, precision=4))
-        [ 0.6523 -1.6506]
+        >>> state = opt.init(jnp.zeros(2, jnp.float32))
+        >>> for g in ([1.0, 1.0], [1.0, -1.0], [1.0, 1.0]):
+        ...     updates, state = opt.update(jnp.array(g, jnp.float32), state)
+        >>> print(jnp.array_str(updates, precision=4))
+        [-0.1226 -0.036 ]
     """
     return chain(
         scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov),
@@ -540,16 +541,17 @@ def yogi(
     optax: ``optax.yogi``; torch: none.
 
     Example:
+        When the gradient shrinks, Yogi's ``v`` falls by ``(1 - b2) g^2`` a step, not by a
+        fraction of itself as Adam's does:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.yogi(learning_rate=0.1)
-        >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(params, precision=4))
-        [ 0.7018 -1.7008]
+        >>> opt = gradtx.yogi(learning_rate=0.1, b2=0.9)
+        >>> state = opt.init(jnp.zeros(1, jnp.float32))
+        >>> for g in (10.0, 0.1, 0.1, 0.1):
+        ...     _, state = opt.update(jnp.array([g], jnp.float32), state)
+        >>> print(f"{gradtx.tree_get(state, 'nu')[0]:.3f}")  # Adam's v: 7.293
+        9.997
     """
     return chain(scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate))
 

@@ -278,16 +278,16 @@ def adagrad(
     ``from_torch("Adagrad")``).
 
     Example:
+        The sum of squares only grows, so a zero gradient leaves it as it was:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.adagrad(learning_rate=0.3)
-        >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(params, precision=4))
-        [ 0.4135 -1.3578]
+        >>> opt = gradtx.adagrad(learning_rate=0.5, initial_accumulator_value=0.0)
+        >>> state = opt.init({"w": jnp.ones(2, jnp.float32)})
+        >>> for g in (3.0, 0.0, 4.0):
+        ...     updates, state = opt.update({"w": jnp.full(2, g, jnp.float32)}, state)
+        >>> print(gradtx.tree_get(state, "sum_of_squares")["w"], updates["w"])  # -0.5 * 4 / 5
+        [25. 25.] [-0.4 -0.4]
     """
     return chain(
         scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate)
@@ -354,14 +354,15 @@ def rmsprop(
     Example:
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.rmsprop(learning_rate=0.01, momentum=0.9)
-        >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(params, precision=4))
-        [ 0.853  -1.8522]
+        >>> grads = [jnp.array([g], jnp.float32) for g in (2.0, 4.0, 2.0, 4.0)]  # mean 3, spread 1
+        >>> for centered in (False, True):
+        ...     opt = gradtx.rmsprop(learning_rate=0.1, decay=0.5, centered=centered)
+        ...     state = opt.init(grads[0])
+        ...     for g in grads:
+        ...         updates, state = opt.update(g, state)
+        ...     print(centered, jnp.array_str(updates, precision=4))  # centered: -lr * g / spread
+        False [-0.1193]
+        True [-0.3283]
     """
     return chain(
         scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered),
@@ -408,16 +409,18 @@ def adadelta(
     optax: ``optax.adadelta``; torch: ``torch.optim.Adadelta``.
 
     Example:
+        ``learning_rate=None`` (optax's default) keeps the direction's sign, so the update goes
+        uphill; ``1.0`` descends.  The first steps are about ``sqrt(eps)`` in size:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
         >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.adadelta(learning_rate=1.0, weight_decay=0.1)
-        >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(params, precision=4))
-        [ 0.9903 -1.9903]
+        >>> for lr in (None, 1.0):
+        ...     opt = gradtx.adadelta(learning_rate=lr)
+        ...     updates, _ = opt.update(2 * params, opt.init(params), params)  # grad of sum(p**2)
+        ...     print(lr, jnp.array_str(updates, precision=5))
+        None [ 0.00316 -0.00316]
+        1.0 [-0.00316  0.00316]
     """
     return chain(
         add_decayed_weights(weight_decay, weight_decay_mask),

@@ -86,16 +86,21 @@ def schedule_free(
       b1: interpolation weight: gradients are taken at ``y = b1 x + (1 - b1) z``.
 
     Example:
+        Adam without momentum (``b1=0``) as the base; the params are ``y``, evaluate at ``x``:
+
+        >>> import jax
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.schedule_free(gradtx.sgd(0.1), learning_rate=0.1)
+        >>> opt = gradtx.schedule_free(gradtx.adam(0.1, b1=0.0), learning_rate=0.1)
+        >>> params = {"w": jnp.array([1.0, -2.0], jnp.float32)}
         >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
+        >>> for _ in range(3):
+        ...     grads = jax.tree.map(lambda p: 2 * p, params)
+        ...     updates, state = opt.update(grads, state, params)
         ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(gradtx.schedule_free_eval_params(state, params), precision=4))
-        [ 0.6459 -1.2917]
+        >>> x = gradtx.schedule_free_eval_params(state, params)
+        >>> print(jnp.array_str(params["w"], precision=4), jnp.array_str(x["w"], precision=4))
+        [ 0.7968 -1.7933] [ 0.8061 -1.8029]
     """
     base = as_block(base_optimizer)
     z_dtype = kit.canonical_dtype(state_dtype)
@@ -191,16 +196,20 @@ def schedule_free_sgd(
       b1: interpolation weight: gradients are taken at ``y = b1 x + (1 - b1) z``.
 
     Example:
+        The warmup starts the learning rate at 0, so the first update is 0:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
         >>> opt = gradtx.schedule_free_sgd(learning_rate=0.1, warmup_steps=2)
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
         >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        >>> for _ in range(3):
         ...     updates, state = opt.update(2 * params, state, params)
         ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(gradtx.schedule_free_eval_params(state, params), precision=4))
-        [ 0.8295 -1.659 ]
+        ...     print(jnp.array_str(updates, precision=4))
+        [0. 0.]
+        [-0.082  0.164]
+        [-0.0998  0.1996]
     """
     lr = learning_rate if warmup_steps is None else _warmup_constant(learning_rate, warmup_steps)
     base = chain(
@@ -235,16 +244,19 @@ def schedule_free_adamw(
       b1: interpolation weight: gradients are taken at ``y = b1 x + (1 - b1) z``.
 
     Example:
+        The params ``y`` lie between the base iterate ``z`` and the evaluation point ``x``:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
         >>> opt = gradtx.schedule_free_adamw(learning_rate=0.1)
+        >>> params = jnp.ones(1, jnp.float32)
         >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        >>> for _ in range(4):
         ...     updates, state = opt.update(2 * params, state, params)
         ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(gradtx.schedule_free_eval_params(state, params), precision=4))
-        [ 0.8061 -1.8029]
+        >>> x, z = gradtx.schedule_free_eval_params(state, params), gradtx.tree_get(state, "z")
+        >>> print(*(f"{v[0]:.4f}" for v in (z, params, x)))
+        0.6234 0.7468 0.7605
     """
     lr = learning_rate if warmup_steps is None else _warmup_constant(learning_rate, warmup_steps)
     base = chain(

@@ -72,16 +72,20 @@ def scale_by_hypergradient(
       learning_rate: the initial learning rate ``alpha_0`` (a number).
 
     Example:
+        Any direction works; with ``sign(g)``, the learning rate grows while ``g`` keeps its sign:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
         >>> opt = gradtx.scale_by_hypergradient(gradtx.scale_by_sign(), 0.1, hyper_lr=0.01)
+        >>> params = jnp.array([3.0], jnp.float32)
         >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
+        >>> for _ in range(3):
+        ...     updates, state = opt.update(2 * params, state, params)  # the gradient of p**2
         ...     params = gradtx.apply_updates(params, updates)
-        >>> print(f"{gradtx.tree_get(state, 'learning_rate'):.4f}")  # it was 0.1
-        0.2058
+        ...     print(f"{gradtx.tree_get(state, 'learning_rate'):.4f}")  # + hyper_lr * <g, sign>
+        0.1000
+        0.1580
+        0.2128
     """
     inner = as_block(direction)
 
@@ -129,16 +133,20 @@ def sgd_hd(
       learning_rate: the initial learning rate ``alpha_0`` (a number).
 
     Example:
+        Started with a learning rate too small for ``sum(w**2)``, SGD-HD raises it:
+
+        >>> import jax
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.sgd_hd(learning_rate=0.1, hyper_lr=0.01)
+        >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+        >>> params = {"w": jnp.array([1.0, -2.0], jnp.float32)}
+        >>> opt = gradtx.sgd_hd(learning_rate=0.01, hyper_lr=0.01)
         >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
+        >>> for _ in range(5):
+        ...     updates, state = opt.update(jax.grad(loss)(params), state, params)
         ...     params = gradtx.apply_updates(params, updates)
-        >>> print(f"{gradtx.tree_get(state, 'learning_rate'):.4f}")  # it was 0.1
-        0.3214
+        >>> print(f"{gradtx.tree_get(state, 'learning_rate'):.4f}")
+        0.3457
     """
     if nesterov and momentum is None:
         raise ValueError("sgd_hd: nesterov=True needs a momentum in [0, 1]")
@@ -165,16 +173,20 @@ def adam_hd(
       learning_rate: the initial learning rate ``alpha_0`` (a number).
 
     Example:
+        Started too large, Adam's steps overshoot the minimum, and Adam-HD lowers its learning rate:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.adam_hd(learning_rate=0.1, hyper_lr=0.01)
+        >>> opt = gradtx.adam_hd(learning_rate=1.0, hyper_lr=0.05)
+        >>> params = jnp.array([0.3], jnp.float32)
         >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        >>> lrs = []
+        >>> for _ in range(4):
         ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(f"{gradtx.tree_get(state, 'learning_rate'):.4f}")  # it was 0.1
-        0.2057
+        ...     params = params + updates
+        ...     lrs.append(f"{gradtx.tree_get(state, 'learning_rate'):.3f}")
+        >>> print(*lrs)
+        1.000 0.930 0.943 0.932
     """
     return scale_by_hypergradient(scale_by_adam(b1, b2, eps, eps_root), learning_rate, hyper_lr)
 
@@ -237,14 +249,19 @@ def swats(
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
         >>> opt = gradtx.swats(learning_rate=0.01, switch_tol=1e-3)
-        >>> state, update = opt.init(params), jax.jit(opt.update)  # both phases compiled once
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
+        >>> update = jax.jit(opt.update)  # both phases compiled into one step
+        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> state = opt.init(params)
+        >>> for t in (1, 2, 3):
         ...     updates, state = update(2 * params, state, params)
         ...     params = gradtx.apply_updates(params, updates)
-        >>> print(gradtx.tree_get(state, "switch_step"))  # the switch came after step 2
-        2
+        ...     print(t, gradtx.tree_get(state, "switch_step"))  # SGD from step 3
+        1 0
+        2 2
+        3 2
+        >>> print(f"{gradtx.tree_get(state, 'sgd_learning_rate'):.4f}")
+        0.0033
     """
     tol = eps if switch_tol is None else switch_tol
     adam = as_block(scale_by_adam(b1, b2, lambda count: eps / jnp.sqrt(1 - b2 ** (count + 1.0))))
@@ -344,14 +361,17 @@ def dadapt_adamw(
     Example:
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
         >>> opt = gradtx.dadapt_adamw()
+        >>> params = {"w": jnp.array([1.0, -2.0], jnp.float32)}
         >>> state = opt.init(params)
-        >>> for _ in range(20):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
+        >>> for t in range(1, 16):
+        ...     updates, state = opt.update({"w": 2 * params["w"]}, state, params)
         ...     params = gradtx.apply_updates(params, updates)
-        >>> print(f"{gradtx.tree_get(state, 'estim_lr'):.2g}")  # d grew from estim_lr0 = 1e-6
-        0.024
+        ...     if t % 5 == 0:
+        ...         print(t, f"{gradtx.tree_get(state, 'estim_lr'):.2g}")  # d grows from 1e-6
+        5 3.4e-05
+        10 0.00043
+        15 0.0035
     """
     b1, b2 = betas
     _check_betas("dadapt_adamw", betas)
@@ -436,16 +456,19 @@ def prodigy(
       safeguard_warmup: weight ``s`` by ``d`` rather than ``dlr`` (guards ``d`` during a warmup).
 
     Example:
+        >>> import jax
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.prodigy()
-        >>> state = opt.init(params)
-        >>> for _ in range(20):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
+        >>> loss = lambda p: jnp.sum((p - 3.0) ** 2)
+        >>> opt, params = gradtx.prodigy(), jnp.zeros(2, jnp.float32)
+        >>> state, update = opt.init(params), jax.jit(opt.update)
+        >>> estimates = []
+        >>> for _ in range(60):
+        ...     updates, state = update(jax.grad(loss)(params), state, params)
         ...     params = gradtx.apply_updates(params, updates)
-        >>> print(f"{gradtx.tree_get(state, 'estim_lr'):.2g}")  # d grew from estim_lr0 = 1e-6
-        0.00086
+        ...     estimates.append(float(gradtx.tree_get(state, "estim_lr")))
+        >>> print(*(f"{d:.2g}" for d in estimates[19::20]))  # from 1e-6 to the problem's scale
+        0.0009 1.5 1.5
     """
     b1, b2 = betas
     b3 = b2**0.5 if beta3 is None else beta3

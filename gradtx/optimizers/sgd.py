@@ -38,14 +38,14 @@ def sgd(
     Example:
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
+        >>> params = {"w": jnp.array([1.0, -2.0], jnp.float32), "b": jnp.zeros(1, jnp.float32)}
         >>> opt = gradtx.sgd(learning_rate=0.1, momentum=0.9)
+        >>> grads = {"w": jnp.ones(2, jnp.float32), "b": jnp.ones(1, jnp.float32)}
         >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(params, precision=4))
-        [ 0.062 -0.124]
+        >>> for _ in range(2):  # the same gradient twice: m = g, then g + 0.9 g
+        ...     updates, state = opt.update(grads, state, params)
+        >>> print(updates["w"], gradtx.tree_get(state, "trace")["b"])  # u = -lr * m
+        [-0.19 -0.19] [1.9]
     """
     return chain(
         identity() if momentum is None else trace(momentum, nesterov, accumulator_dtype),
@@ -77,16 +77,19 @@ def noisy_sgd(
     optax: ``optax.noisy_sgd``; torch: none.
 
     Example:
+        The noise's standard deviation is ``sqrt(eta / t^gamma)``: with ``gamma=2``, ``2 / t`` here:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.noisy_sgd(learning_rate=0.1, eta=0.01, seed=0)
+        >>> opt = gradtx.noisy_sgd(learning_rate=1.0, eta=4.0, gamma=2.0, seed=0)
+        >>> params = jnp.zeros(100_000, jnp.float32)
         >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.allclose(params, jnp.array([0.512, -1.024]), atol=0.1))  # near plain SGD
-        True
+        >>> for t in (1, 2, 3):  # a zero gradient: the update is the noise alone
+        ...     updates, state = opt.update(jnp.zeros_like(params), state, params)
+        ...     print(t, f"{jnp.std(updates):.1f}")
+        1 2.0
+        2 1.0
+        3 0.7
     """
     return chain(add_noise(eta, gamma, key, seed=seed), scale_by_learning_rate(learning_rate))
 

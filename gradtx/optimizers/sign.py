@@ -58,11 +58,13 @@ def scale_by_lion(
     optax: ``optax.scale_by_lion``; torch: none.
 
     Example:
+        A small gradient against the momentum does not flip Lion's sign:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
         >>> tx = gradtx.scale_by_lion(b1=0.9, b2=0.99)
         >>> state = tx.init(jnp.zeros(2, jnp.float32))
-        >>> for g in ([1.0, -1.0], [-0.05, 0.05]):  # a small opposite gradient: no flip
+        >>> for g in ([1.0, -1.0], [-0.05, 0.05]):
         ...     updates, state = tx.update(jnp.array(g, jnp.float32), state)
         ...     print(updates)
         [ 1. -1.]
@@ -120,15 +122,16 @@ def signum(
     optax: ``optax.signum``; torch: none.
 
     Example:
+        The sign is taken of the momentum: a small reversal of the gradient does not flip it, a
+        large one does:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
         >>> opt = gradtx.signum(learning_rate=0.1, beta=0.5)
-        >>> state = opt.init(params)
-        >>> for g in ([1.0, 1.0], [-3.0, 0.5]):  # the momentum keeps the second sign positive
-        ...     updates, state = opt.update(jnp.array(g, jnp.float32), state, params)
-        >>> print(updates)
-        [ 0.1 -0.1]
+        >>> _, state = opt.update(jnp.ones(2, jnp.float32), opt.init(jnp.zeros(2, jnp.float32)))
+        >>> updates, state = opt.update(jnp.array([-0.2, -3.0], jnp.float32), state)
+        >>> print(updates)  # m = [0.15, -1.25]
+        [-0.1  0.1]
     """
     return chain(
         ema(beta, debias=False, accumulator_dtype=accumulator_dtype),
@@ -156,22 +159,21 @@ def lion(
     ``m_t = b2 m + (1 - b2) g``.
 
     Args:
-      b1: weight of the momentum in the interpolation the sign is taken of.
-      b2: decay rate of the momentum.
+      b1: how much of the momentum (the rest: the gradient) enters the sign of the step.
+      b2: how fast the momentum ``m`` forgets past gradients.
+      weight_decay: coefficient ``wd`` of the decoupled decay, added after the sign.
 
     optax: ``optax.lion``; torch: none.
 
     Example:
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> params = jnp.array([1.0, -2.0], jnp.float32)
-        >>> opt = gradtx.lion(learning_rate=0.1, weight_decay=0.0)
-        >>> state = opt.init(params)
-        >>> for _ in range(3):  # minimise sum(params**2), whose gradient is 2 * params
-        ...     updates, state = opt.update(2 * params, state, params)
-        ...     params = gradtx.apply_updates(params, updates)
-        >>> print(jnp.array_str(params, precision=4))
-        [ 0.7 -1.7]
+        >>> params = jnp.array([2.0, -4.0], jnp.float32)
+        >>> opt = gradtx.lion(learning_rate=0.1, weight_decay=0.5)
+        >>> g = jnp.array([1e-3, 100.0], jnp.float32)  # only the signs count
+        >>> updates, _ = opt.update(g, opt.init(params), params)
+        >>> print(jnp.array_str(updates, precision=4))  # -lr * (sign(g) + wd * p)
+        [-0.2  0.1]
     """
     return chain(
         scale_by_lion(b1, b2, mu_dtype),

@@ -112,16 +112,16 @@ def lars(
     optax: ``optax.lars``; torch: none.
 
     Example:
-        >>> import jax
+        A leaf ten times larger takes a ten times larger step, for the same gradient:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> x = jnp.array([0.3, 0.4], jnp.float32)
-        >>> params = {"big": 100 * x, "small": x}
-        >>> opt = gradtx.lars(learning_rate=1.0, trust_coefficient=0.01)  # 1% of each norm
-        >>> grads = jax.tree.map(lambda p: 2 * p, params)
+        >>> params = {"w1": jnp.full(4, 10.0, jnp.float32), "w2": jnp.ones(4, jnp.float32)}
+        >>> grads = {"w1": jnp.full(4, 0.5, jnp.float32), "w2": jnp.full(4, 0.5, jnp.float32)}
+        >>> opt = gradtx.lars(learning_rate=1.0, trust_coefficient=0.01)  # 1% of each leaf's norm
         >>> updates, _ = opt.update(grads, opt.init(params), params)
-        >>> print(jnp.array_str(updates["big"], precision=4), updates["small"])
-        [-0.3 -0.4] [-0.003 -0.004]
+        >>> print(f"{updates['w1'][0]:.4f} {updates['w2'][0]:.4f}")
+        -0.1000 -0.0100
     """
     return chain(
         add_decayed_weights(weight_decay, weight_decay_mask),
@@ -169,16 +169,16 @@ def lamb(
     optax: ``optax.lamb``; torch: none.
 
     Example:
-        >>> import jax
+        Adam's step, rescaled per leaf so that its norm is ``lr`` times the leaf's norm:
+
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> x = jnp.array([0.3, 0.4], jnp.float32)
-        >>> params = {"big": 100 * x, "small": x}
+        >>> params = [jnp.array([30.0, 40.0], jnp.float32), jnp.array([3.0, 4.0], jnp.float32)]
         >>> opt = gradtx.lamb(learning_rate=0.01)
-        >>> grads = jax.tree.map(lambda p: 2 * p, params)
-        >>> updates, _ = opt.update(grads, opt.init(params), params)  # steps of 1% of each norm
-        >>> print(*(jnp.array_str(updates[k], precision=4) for k in ("big", "small")))
-        [-0.3536 -0.3536] [-0.0035 -0.0035]
+        >>> grads = [jnp.array([1.0, -1.0], jnp.float32), jnp.array([-5.0, 0.1], jnp.float32)]
+        >>> updates, _ = opt.update(grads, opt.init(params), params)
+        >>> print(*(f"{jnp.linalg.norm(u):.3f}" for u in updates))  # 0.01 * 50 and 0.01 * 5
+        0.500 0.050
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root),

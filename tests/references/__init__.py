@@ -44,13 +44,20 @@ def build(name: str, kwargs: Mapping[str, Any]) -> Ref | None:
     return REFERENCES[name](**resolve_uses(kwargs, build))
 
 
-def run(ref: Ref, params: Sequence[np.ndarray], grads: Sequence[Sequence[np.ndarray]]):
-    """``(updates per step, final params)`` of ``ref`` over the gradient sequence."""
+def run(
+    ref: Ref,
+    params: Sequence[np.ndarray],
+    grads: Sequence[Sequence[np.ndarray]],
+    with_value: bool = False,
+):
+    """``(updates per step, final params)`` of ``ref`` over the gradient sequence; with
+    ``with_value`` each ``step`` also gets ``value=1 + sum(p**2) / 2`` (``helpers.loss_value``)."""
     params = [np.array(p, np.float64) for p in params]
     ref.init(params)
     history = []
     for t, g in enumerate(grads, start=1):
-        u = ref.step([np.asarray(x, np.float64) for x in g], params, t)
+        values = {"value": 1.0 + 0.5 * sum(np.sum(p**2) for p in params)} if with_value else {}
+        u = ref.step([np.asarray(x, np.float64) for x in g], params, t, **values)
         params = [p + d for p, d in zip(params, u, strict=True)]
         history.append(u)
     return history, params
