@@ -5,8 +5,8 @@ An optimizer is a pair of pure functions ``init(params) -> state`` and
 The public names of the submodules are re-exported here.  Used as namespaces: ``gradtx.kit``
 (writing your own block), ``gradtx.registry`` (every optimizer and block, for tests and docs),
 ``gradtx.paths`` (parameter selection by path), ``gradtx.parallel`` (sharded and data-parallel
-layouts), ``gradtx.torch_compat`` (PyTorch recipes) and ``gradtx.contrib`` (optax.contrib's
-names).
+layouts), ``gradtx.torch_compat`` (PyTorch recipes), and optax's namespaces at optax's paths:
+``gradtx.contrib``, ``gradtx.tree``, ``gradtx.tree_utils``.
 """
 
 from gradtx import (  # noqa: F401
@@ -18,6 +18,7 @@ from gradtx import (  # noqa: F401
     flat,
     hyperparams,
     kit,
+    numerics,
     optimizers,
     parallel,
     paths,
@@ -25,6 +26,8 @@ from gradtx import (  # noqa: F401
     schedules,
     state,
     torch_compat,
+    tree,
+    tree_utils,
     wrappers,
 )
 from gradtx.base import *  # noqa: F403
@@ -33,10 +36,13 @@ from gradtx.clipping import *  # noqa: F403
 from gradtx.combinators import *  # noqa: F403
 from gradtx.flat import *  # noqa: F403
 from gradtx.hyperparams import *  # noqa: F403
+from gradtx.numerics import *  # noqa: F403
 from gradtx.optimizers import *  # noqa: F403
 from gradtx.schedules import *  # noqa: F403
 from gradtx.state import *  # noqa: F403
 from gradtx.torch_compat import from_torch, torch_schedule  # noqa: F401
+from gradtx.tree import bias_correction  # noqa: F401  (optax's top-level tree function)
+from gradtx.tree_utils import tree_map_params  # noqa: F401
 from gradtx.wrappers import *  # noqa: F403
 
 __version__ = "0.1.0"

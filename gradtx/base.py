@@ -90,10 +90,32 @@ class Block(NamedTuple):
 
 class ChainState(NamedTuple):
     """State of a gradtx transformation: the one step counter and its blocks' states (a tuple
-    for ``chain``, a dict for ``named_chain``)."""
+    for ``chain``, a dict for ``named_chain``).
+
+    Reads the way optax's chain state does: ``state[i]`` is the i-th member's state
+    (``state["name"]`` for ``named_chain``) and, for a transformation of one block, that block's
+    fields are read directly (``MultiSteps``' ``state.mini_step``, ``masked``'s
+    ``state.inner_state``).  It is still the pytree ``(count, inner)``: iterating or flattening
+    it gives those two, and ``gradtx.tree_get(state, name)`` finds any field.
+    """
 
     count: jax.Array
     inner: Any
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.inner[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        members = self.inner if isinstance(self.inner, tuple) else ()
+        if len(members) == 1:
+            return getattr(members[0], name)
+        raise AttributeError(
+            f"ChainState has no field {name!r}: a chain's state is ChainState(count, inner) with "
+            f"one state per member; read it with gradtx.tree_get(state, {name!r}) or, as in "
+            f"optax, state[i].{name} for member i"
+        )
 
 
 def zero_count() -> jax.Array:
@@ -204,6 +226,10 @@ def blocks_of(tx: GradientTransformation | Block) -> tuple[Block, ...] | None:
     return tx.blocks if isinstance(tx, Chain) else None
 
 
+GradientTransformationExtraArgs = GradientTransformation
+"""optax's name for a transformation whose ``update`` takes extra keywords: every gradtx one."""
+
+
 def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
     """Makes ``tx.update`` accept (and drop) keyword arguments it does not declare.
 
@@ -221,6 +247,10 @@ def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
         return tx.update(updates, state, params)
 
     return GradientTransformation(tx.init, update)
+
+
+with_extra_args_support = with_extra_args
+"""optax's name for ``with_extra_args``."""
 
 
 def as_block(tx: GradientTransformation | Block) -> Block:
@@ -284,14 +314,30 @@ def named_chain(*pairs: tuple[str, GradientTransformation | Block]) -> Chain:
     return Chain((named,), init=own_init, update=own_update)
 
 
-def stateless(fn: Callable[[Updates, Params | None], Updates]) -> Chain:
-    """A transformation with no state from ``fn(updates, params) -> updates``.
-    optax: ``optax.stateless``."""
+def stateless(f: Callable[[Updates, Params | None], Updates]) -> Chain:
+    """A transformation with no state from ``f(updates, params) -> updates``: on its own its
+    ``init`` returns ``EmptyState()`` and its ``update`` takes any state (``None`` too); in a
+    chain it is one block.  optax: ``optax.stateless``."""
 
-    def update(updates, state, params=None, count=None, **extra):
-        return fn(updates, params), state
+    def block_update(updates, state, params=None, count=None, **extra):
+        return f(updates, params), state
 
-    return transformation(Block(init_empty_state, update))
+    def update(updates, state, params=None, **extra):
+        return f(updates, params), state
+
+    return Chain((Block(init_empty_state, block_update),), init=init_empty_state, update=update)
+
+
+def stateless_with_tree_map(f: Callable[[jax.Array, jax.Array | None], jax.Array]) -> Chain:
+    """``stateless`` of a per-leaf ``f(g, p) -> u`` (``p`` is ``None`` when ``update`` gets no
+    params).  optax: ``optax.stateless_with_tree_map``."""
+
+    def per_tree(updates, params):
+        if params is None:
+            return jax.tree.map(lambda g: f(g, None), updates)
+        return jax.tree.map(f, updates, params)
+
+    return stateless(per_tree)
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:
@@ -313,6 +359,7 @@ __all__ = [
     "ChainState",
     "EmptyState",
     "GradientTransformation",
+    "GradientTransformationExtraArgs",
     "OptState",
     "Params",
     "ScalarOrSchedule",
@@ -325,6 +372,8 @@ __all__ = [
     "init_empty_state",
     "named_chain",
     "stateless",
+    "stateless_with_tree_map",
     "transformation",
     "with_extra_args",
+    "with_extra_args_support",
 ]

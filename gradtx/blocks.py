@@ -255,19 +255,20 @@ def ema(
 
 
 @register("block", optax=None, examples=[{"decay": 0.9}], traced="decay")
-def bias_correction(decay: kit.Decay) -> GradientTransformation:
+def scale_by_bias_correction(decay: kit.Decay) -> GradientTransformation:
     """``u = g / (1 - decay^t)``: the debiasing of a zero-initialised moving average, as its own
     block (e.g. after ``ema(decay, debias=False)``).
 
     Args:
       decay: the decay rate of the average being corrected.
 
-    optax: none as a block (``optax.tree.bias_correction`` is the tree function); torch: none.
+    optax: none as a block (``gradtx.bias_correction(moment, decay, count)``, optax's tree
+    function, divides a given moment); torch: none.
 
     Example:
         >>> import jax.numpy as jnp
         >>> import gradtx
-        >>> tx = gradtx.chain(gradtx.ema(0.9, debias=False), gradtx.bias_correction(0.9))
+        >>> tx = gradtx.chain(gradtx.ema(0.9, debias=False), gradtx.scale_by_bias_correction(0.9))
         >>> state = tx.init(jnp.zeros(1, jnp.float32))
         >>> for g in (1.0, 3.0):  # the same numbers as ema(0.9)
         ...     updates, state = tx.update(jnp.array([g], jnp.float32), state)
@@ -279,7 +280,7 @@ def bias_correction(decay: kit.Decay) -> GradientTransformation:
     def step(g, state, params, h):
         return jax.tree.map(kit.Debias(h.decay, h.count), g), state
 
-    return kit.block("bias_correction", step, hyper={"decay": decay})
+    return kit.block("scale_by_bias_correction", step, hyper={"decay": decay})
 
 
 # --- weight decay and noise ----------------------------------------------------------------------
@@ -415,10 +416,10 @@ __all__ = [
     "TraceState",
     "add_decayed_weights",
     "add_noise",
-    "bias_correction",
     "ema",
     "identity",
     "scale",
+    "scale_by_bias_correction",
     "scale_by_learning_rate",
     "scale_by_schedule",
     "trace",

@@ -7,10 +7,17 @@ exports (state classes, helpers) are listed below.
 """
 
 from gradtx import registry
+from gradtx.optimizers.plateau import ReduceLROnPlateauState
 from gradtx.optimizers.schedule_free import ScheduleFreeState, schedule_free_eval_params
 from gradtx.optimizers.self_tuning import DAdaptAdamWState, ProdigyState
 
-__all__ = ["DAdaptAdamWState", "ProdigyState", "ScheduleFreeState", "schedule_free_eval_params"]
+__all__ = [
+    "DAdaptAdamWState",
+    "ProdigyState",
+    "ReduceLROnPlateauState",
+    "ScheduleFreeState",
+    "schedule_free_eval_params",
+]
 
 for _entry in registry.entries():
     if _entry.optax is not None and _entry.optax.startswith("contrib."):

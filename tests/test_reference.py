@@ -110,7 +110,7 @@ def test_readme_composition_matches_its_formula():
     tx = gradtx.chain(
         gradtx.scale_by_rms(decay=B2, eps=EPS, eps_in_sqrt=False, bias_correction=True),
         gradtx.ema(B1, debias=False),
-        gradtx.bias_correction(B1),
+        gradtx.scale_by_bias_correction(B1),
         gradtx.scale_by_learning_rate(LR),
     )
     assert _error(tx, ReadmeFormula()) <= TOL

@@ -24,11 +24,7 @@ FAMILY_MODULES = [
 ENTRIES = registry.entries()
 
 # optax names that exist but mean something else, so "optax has none" stays true
-OTHER_MEANING = {
-    # optax's is the tree function bias_correction(moment, decay, count), not a block; the clash
-    # is listed in the optax-surface issue (#13)
-    "bias_correction": "optax.bias_correction(moment, decay, count)",
-}
+OTHER_MEANING: dict[str, str] = {}
 
 
 def _returns_transformation(fn) -> bool:

@@ -274,6 +274,8 @@ def nadam(
     eps: kit.NonNegative = 1e-8,
     eps_root: kit.NonNegative = 0.0,
     mu_dtype: Any = None,
+    *,
+    nesterov: bool = True,
 ) -> GradientTransformation:
     """NAdam (Dozat 2016) as optax defines it: ``adam(..., nesterov=True)``, i.e.
     ``m̂ = b1 m_t / (1 - b1^{t+1}) + (1 - b1) g / (1 - b1^t)``,
@@ -294,7 +296,7 @@ def nadam(
         [-0.1  0.1]
         [-0.1474  0.1474]
     """
-    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True)
+    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
 
 
 @register(
@@ -313,6 +315,8 @@ def nadamw(
     mu_dtype: Any = None,
     weight_decay: kit.NonNegative = 1e-4,
     mask: Mask = None,
+    *,
+    nesterov: bool = True,
 ) -> GradientTransformation:
     """NAdamW: ``adamw(..., nesterov=True)``:
     ``u = -lr * (m̂ / (sqrt(v̂ + eps_root) + eps) + wd * p)`` with NAdam's look-ahead ``m̂``.
@@ -334,7 +338,9 @@ def nadamw(
         w [-0.1974 -0.2474]
         bias [-0.1474]
     """
-    return adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=True)
+    return adamw(
+        learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov
+    )
 
 
 @register(

@@ -4,7 +4,7 @@ coordinate moves by the same amount: signSGD and Lion.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,21 +39,43 @@ class ScaleByLionState(NamedTuple):
     mu: Tree
 
 
+# the function of x = b1 m + (1 - b1) g that Lion steps along, by mode
+_LION_MODES = {
+    "hard": lambda x, beta: jnp.sign(x),
+    "smooth": lambda x, beta: jnp.tanh(beta * x),
+    "refined": lambda x, beta: jnp.where(jnp.abs(x) < 1, x, jnp.sign(x)),
+}
+
+
 @register(
     "block",
     optax="scale_by_lion",
     traced="b1",
-    examples=[{}, {"b1": 0.8, "mu_dtype": jnp.float32}, {"b1": 0.9, "b2": 0.95}],
+    examples=[
+        {},
+        {"b1": 0.8, "mu_dtype": jnp.float32},
+        {"b1": 0.9, "b2": 0.95, "mode": "smooth", "smooth_beta": 3.0},
+        {"mode": "refined"},
+    ],
 )
 def scale_by_lion(
-    b1: kit.Fraction = 0.9, b2: kit.Fraction = 0.99, mu_dtype: Any = None
+    b1: kit.Fraction = 0.9,
+    b2: kit.Fraction = 0.99,
+    mu_dtype: Any = None,
+    *,
+    mode: Literal["hard", "smooth", "refined"] = "hard",
+    smooth_beta: kit.NonNegative = 1.0,
 ) -> GradientTransformation:
     """Lion (Chen et al. 2023): ``u = sign(b1 m + (1 - b1) g)``, then
-    ``m_t = b2 m + (1 - b2) g``.
+    ``m_t = b2 m + (1 - b2) g``.  ``mode`` replaces the sign of ``x = b1 m + (1 - b1) g``:
+    ``"hard"`` ``sign(x)``, ``"smooth"`` ``tanh(smooth_beta x)``, ``"refined"`` ``x`` where
+    ``|x| < 1`` and ``sign(x)`` beyond.
 
     Args:
       b1: weight of the momentum in the interpolation the sign is taken of.
       b2: decay rate of the momentum.
+      mode: ``"hard"`` (the paper's sign), ``"smooth"`` or ``"refined"`` (see above).
+      smooth_beta: the slope of ``tanh`` in ``"smooth"`` mode.
 
     optax: ``optax.scale_by_lion``; torch: none.
 
@@ -71,14 +93,19 @@ def scale_by_lion(
         [ 1. -1.]
     """
 
+    if mode not in _LION_MODES:
+        raise ValueError(f"scale_by_lion: mode={mode!r} is unknown; allowed: {list(_LION_MODES)}")
+
     def step(updates, state, params, h):
         def leaf(g, s, *, keep):
-            return jnp.sign(kit.ema(g, s.mu, h.b1)), ScaleByLionState(kit.ema(g, s.mu, h.b2))
+            x = kit.ema(g, s.mu, h.b1)
+            return _LION_MODES[mode](x, h.smooth_beta), ScaleByLionState(kit.ema(g, s.mu, h.b2))
 
         return kit.map_state("scale_by_lion", leaf, updates, state)
 
     init = kit.init_state(ScaleByLionState, mu=mu_dtype)
-    return kit.block("scale_by_lion", step, init, hyper={"b1": b1, "b2": b2})
+    hyper = {"b1": b1, "b2": b2, "smooth_beta": smooth_beta}
+    return kit.block("scale_by_lion", step, init, hyper=hyper)
 
 
 @register(optax="sign_sgd")

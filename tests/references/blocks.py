@@ -104,8 +104,8 @@ def ema(decay, debias=True, accumulator_dtype=None) -> Ref:
     return MovingAverage(decay, debias, accumulator_dtype)
 
 
-@reference("bias_correction")
-def bias_correction(decay) -> Ref:
+@reference("scale_by_bias_correction")
+def scale_by_bias_correction(decay) -> Ref:
     return Debias(decay)
 
 

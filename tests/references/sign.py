@@ -22,8 +22,16 @@ class Lion(Ref):
     """Lion without the learning rate and the weight decay: ``u = sign(b1 m + (1 - b1) g)``,
     then ``m_t = b2 m + (1 - b2) g``.  ``mu_dtype`` stores ``m`` in that dtype (used as stored)."""
 
-    def __init__(self, b1: Hyper = 0.9, b2: Hyper = 0.99, mu_dtype: Any = None):
+    def __init__(self, b1=0.9, b2=0.99, mu_dtype: Any = None, mode="hard", smooth_beta=1.0):
         self.b1, self.b2, self.mu_dtype = b1, b2, mu_dtype
+        self.mode, self.smooth_beta = mode, smooth_beta
+
+    def direction(self, x: np.ndarray, t: int) -> np.ndarray:
+        if self.mode == "smooth":
+            return np.tanh(at(self.smooth_beta, t) * x)
+        if self.mode == "refined":
+            return np.where(np.abs(x) < 1, x, np.sign(x))
+        return np.sign(x)
 
     def init(self, params):
         self.m = zeros(params)
@@ -31,7 +39,7 @@ class Lion(Ref):
     def step(self, grads, params, t):
         b1, b2, out = at(self.b1, t), at(self.b2, t), []
         for i, g in enumerate(grads):
-            out.append(np.sign(b1 * self.m[i] + (1 - b1) * g))
+            out.append(self.direction(b1 * self.m[i] + (1 - b1) * g, t))
             self.m[i] = stored(b2 * self.m[i] + (1 - b2) * g, self.mu_dtype)
         return out
 
@@ -42,8 +50,8 @@ def scale_by_sign() -> Ref:
 
 
 @reference("scale_by_lion")
-def scale_by_lion(b1=0.9, b2=0.99, mu_dtype=None) -> Ref:
-    return Lion(b1, b2, mu_dtype)
+def scale_by_lion(b1=0.9, b2=0.99, mu_dtype=None, *, mode="hard", smooth_beta=1.0) -> Ref:
+    return Lion(b1, b2, mu_dtype, mode, smooth_beta)
 
 
 @reference("sign_sgd")
