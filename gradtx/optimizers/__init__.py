@@ -10,6 +10,8 @@ optimizers chained from them:
 ``trust_ratio``    LARS, LAMB, Fromage: per-leaf steps from the parameter/update norm ratio
 ``self_tuning``    hypergradient descent, SWATS, D-Adaptation, Prodigy: learned step sizes
 ``schedule_free``  Schedule-Free SGD and AdamW: averaging in place of a schedule
+``factored``       Adafactor, SM3: second moments in m + n numbers per (m, n) matrix
+``plateau``        optax's reduce-on-plateau: a scale driven by the monitored loss
 =================  ===========================================================================
 
 Every module of this package is a family: it is imported here and its ``__all__`` re-exported,
