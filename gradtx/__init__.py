@@ -6,7 +6,7 @@ The public names of the submodules are re-exported here.  Used as namespaces: ``
 (writing your own block), ``gradtx.registry`` (every optimizer and block, for tests and docs),
 ``gradtx.paths`` (parameter selection by path), ``gradtx.parallel`` (sharded and data-parallel
 layouts), ``gradtx.torch_compat`` (PyTorch recipes), and optax's namespaces at optax's paths:
-``gradtx.contrib``, ``gradtx.tree``, ``gradtx.tree_utils``.
+``gradtx.contrib``, ``gradtx.losses``, ``gradtx.tree``, ``gradtx.tree_utils``.
 """
 
 from gradtx import (  # noqa: F401
@@ -18,6 +18,7 @@ from gradtx import (  # noqa: F401
     flat,
     hyperparams,
     kit,
+    losses,
     numerics,
     optimizers,
     parallel,
@@ -36,6 +37,27 @@ from gradtx.clipping import *  # noqa: F403
 from gradtx.combinators import *  # noqa: F403
 from gradtx.flat import *  # noqa: F403
 from gradtx.hyperparams import *  # noqa: F403
+from gradtx.losses import (  # noqa: F401  (the losses optax also exports at its top level)
+    convex_kl_divergence,
+    cosine_distance,
+    cosine_similarity,
+    ctc_loss,
+    ctc_loss_with_forward_probs,
+    generalized_kl_divergence,
+    hinge_loss,
+    huber_loss,
+    kl_divergence,
+    l2_loss,
+    log_cosh,
+    ntxent,
+    safe_softmax_cross_entropy,
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+    smooth_labels,
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+    squared_error,
+)
 from gradtx.numerics import *  # noqa: F403
 from gradtx.optimizers import *  # noqa: F403
 from gradtx.schedules import *  # noqa: F403

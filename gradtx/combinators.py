@@ -201,11 +201,24 @@ def _split(tree: Tree, keep: list[bool]) -> Tree:
     return treedef.unflatten([x if k else MaskedNode() for x, k in zip(leaves, keep, strict=True)])
 
 
+def _split_like(value: Any, updates: Tree, keep: list[bool]) -> Any:
+    """``value`` split like the updates when it has their structure (a per-parameter extra such
+    as a second gradient), else unchanged."""
+    if jax.tree.structure(value) == jax.tree.structure(updates):
+        return _split(value, keep)
+    return value
+
+
 def _groups_block(
-    where: str, blocks: Mapping[Hashable, Block], labeller: Labeller, warn_unused: bool
+    where: str,
+    blocks: Mapping[Hashable, Block],
+    labeller: Labeller,
+    warn_unused: bool,
+    mask_extra: bool = False,
 ) -> Block:
     """A block that runs ``blocks[label]`` on the leaves ``labeller`` gives that label; leaves
-    with a label that is not a key pass through.  State: ``{label: that block's state}``."""
+    with a label that is not a key pass through.  State: ``{label: that block's state}``.
+    ``mask_extra``: extra keyword arguments shaped like the updates are split like them."""
 
     def init(params):
         labels = labeller(params)
@@ -240,7 +253,12 @@ def _groups_block(
             keep = [lab == g for lab in labels]
             sub = _split(updates, keep)
             sub_params = None if params is None else _split(params, keep)
-            new, new_state[g] = block.update(sub, state[g], sub_params, count=count, **extra)
+            sub_extra = (
+                {k: _split_like(v, updates, keep) for k, v in extra.items()}
+                if (mask_extra)
+                else extra
+            )
+            new, new_state[g] = block.update(sub, state[g], sub_params, count=count, **sub_extra)
             try:
                 # leaf positions of the incoming updates; a MaskedNode that was already there
                 # (an enclosing mask) is an empty node of treedef and is skipped
@@ -257,10 +275,10 @@ def _groups_block(
 
 
 def _masked(
-    where: str, inner: GradientTransformation | Block, mask: Spec
+    where: str, inner: GradientTransformation | Block, mask: Spec, mask_extra: bool = False
 ) -> GradientTransformation:
     group = _groups_block(
-        where, {True: as_block(inner)}, lambda t: _mask_leaves(where, mask, t), False
+        where, {True: as_block(inner)}, lambda t: _mask_leaves(where, mask, t), False, mask_extra
     )
 
     def init(params):
@@ -277,7 +295,11 @@ def _masked(
 
 
 def masked(
-    inner: GradientTransformation | Block, mask: Spec, *, name: str | None = None
+    inner: GradientTransformation | Block,
+    mask: Spec,
+    *,
+    mask_compatible_extra_args: bool = False,
+    name: str | None = None,
 ) -> GradientTransformation:
     """Applies ``inner`` to the leaves where ``mask`` is True; the others pass through unchanged
     and get no state (``MaskedNode`` in the inner state).
@@ -285,16 +307,23 @@ def masked(
     ``mask`` is a tree of bools with the params' structure or a prefix of it (one bool for a
     whole subtree, or a single bool for everything), or a function ``params -> such a tree``
     (called with the params at init and the updates at update), e.g.
-    ``gradtx.paths.match("kernel")``.  ``name`` labels error messages (default ``"masked"``).
+    ``gradtx.paths.match("kernel")``.  With ``mask_compatible_extra_args``, extra keyword
+    arguments of ``update`` shaped like the updates are masked the same way before ``inner``
+    sees them.  ``name`` labels error messages (default ``"masked"``).
     State: ``MaskedState(inner_state)``.  optax: ``optax.masked``.
     """
-    return _masked("masked" if name is None else f"masked({name})", inner, mask)
+    where = "masked" if name is None else f"masked({name})"
+    return _masked(where, inner, mask, mask_compatible_extra_args)
 
 
 def _partition_tx(
-    where: str, blocks: Mapping[Hashable, Block], labeller: Labeller, warn_unused: bool
+    where: str,
+    blocks: Mapping[Hashable, Block],
+    labeller: Labeller,
+    warn_unused: bool,
+    mask_extra: bool = False,
 ) -> GradientTransformation:
-    group = _groups_block(where, blocks, labeller, warn_unused)
+    group = _groups_block(where, blocks, labeller, warn_unused, mask_extra)
 
     def init(params):
         return PartitionState(group.init(params))
@@ -312,6 +341,7 @@ def _partition(
     where: str,
     transforms: Mapping[Hashable, GradientTransformation | Block],
     param_labels: Spec,
+    mask_extra: bool = False,
 ) -> GradientTransformation:
     if not isinstance(transforms, Mapping) or not transforms:
         raise ValueError(
@@ -326,13 +356,15 @@ def _partition(
             f"{list(transforms)!r}"
         ) from None
     blocks = {label: as_block(tx) for label, tx in transforms.items()}
-    return _partition_tx(
-        where, blocks, lambda t: _label_leaves(where, param_labels, t, blocks), True
-    )
+    labeller = lambda t: _label_leaves(where, param_labels, t, blocks)
+    return _partition_tx(where, blocks, labeller, True, mask_extra)
 
 
 def multi_transform(
-    transforms: Mapping[Hashable, GradientTransformation | Block], param_labels: Spec
+    transforms: Mapping[Hashable, GradientTransformation | Block],
+    param_labels: Spec,
+    *,
+    mask_compatible_extra_args: bool = False,
 ) -> GradientTransformation:
     """A different transformation per group of parameters (torch: ``param_groups``).
 
@@ -342,18 +374,22 @@ def multi_transform(
     labelled ``k`` are updated by ``transforms[k]``, whose state covers only those leaves.  A
     label with no transformation is an error naming the parameters; a transformation no parameter
     is labelled with triggers a ``UserWarning`` at init (it is legal: a generic recipe may not
-    apply to every model).  All groups share the optimizer's one step counter.
-    State: ``PartitionState(inner_states={label: state})``.  optax: ``optax.multi_transform`` /
-    ``optax.partition``.
+    apply to every model).  All groups share the optimizer's one step counter.  With
+    ``mask_compatible_extra_args``, extra ``update`` arguments shaped like the updates are split
+    by group too.  State: ``PartitionState(inner_states={label: state})``.
+    optax: ``optax.multi_transform`` / ``optax.partition``.
     """
-    return _partition("multi_transform", transforms, param_labels)
+    return _partition("multi_transform", transforms, param_labels, mask_compatible_extra_args)
 
 
 def partition(
-    transforms: Mapping[Hashable, GradientTransformation | Block], param_labels: Spec
+    transforms: Mapping[Hashable, GradientTransformation | Block],
+    param_labels: Spec,
+    *,
+    mask_compatible_extra_args: bool = False,
 ) -> GradientTransformation:
     """``multi_transform`` under optax's newer name.  optax: ``optax.partition``."""
-    return _partition("partition", transforms, param_labels)
+    return _partition("partition", transforms, param_labels, mask_compatible_extra_args)
 
 
 def set_to_zero() -> GradientTransformation:

@@ -87,11 +87,16 @@ def declared_hyperparams(factory: Callable[..., Any]) -> set[str] | None:
     return declared if getattr(factory, "__gradtx_validated__", False) else declared or None
 
 
-def _storage_dtype(hyperparam_dtype: Any) -> jnp.dtype:
-    """float32, or float64 under x64 (the default float), unless the user asks for another."""
+def _storage_dtype(hyperparam_dtype: Any, params: Any) -> jnp.dtype:
+    """``hyperparam_dtype``, else (as optax) the highest float dtype among the params, else the
+    default float."""
     if hyperparam_dtype is not None:
         return jnp.dtype(hyperparam_dtype)
-    return jnp.dtype(jnp.result_type(float))
+    floats = [jnp.result_type(x) for x in jax.tree.leaves(params)]
+    floats = [d for d in floats if jnp.issubdtype(d, jnp.floating)]
+    if not floats:
+        return jnp.dtype(jnp.result_type(float))
+    return max(floats, key=lambda d: jnp.finfo(d).bits)
 
 
 def _as_stored(value: Any, dtype: jnp.dtype) -> jax.Array:
@@ -117,8 +122,9 @@ def inject_hyperparams(
     position or name).  Each argument is sorted once, when the optimizer is built:
 
     - a number or float array: a hyperparameter, stored in ``state.hyperparams[name]`` as a
-      ``hyperparam_dtype`` array (default: float32, float64 under x64) and read back on every
-      update, so ``tree_set(state, name=value)`` takes effect at the next step;
+      ``hyperparam_dtype`` array (default, as in optax: the params' highest float dtype) and
+      read back on every update, so ``tree_set(state, name=value)`` takes effect at the next
+      step;
     - a callable: a schedule ``step -> value``, handed to the factory as it is (so it is
       evaluated exactly where the unwrapped optimizer evaluates it), and its value at the
       optimizer's step counter recorded in ``state.hyperparams[name]`` for logging; setting that
@@ -150,7 +156,6 @@ def inject_hyperparams(
             f"{getattr(inner_factory, '__name__', inner_factory)}; it takes "
             f"{list(signature.parameters)}"
         )
-    dtype = _storage_dtype(hyperparam_dtype)
     declared = declared_hyperparams(inner_factory)
 
     @functools.wraps(inner_factory)
@@ -177,12 +182,12 @@ def inject_hyperparams(
         inner_factory(**bound.arguments)  # the factory's own checks, on the initial values
         order = [n for n in bound.arguments if n in numeric or n in schedules]
 
-        def current(hyperparams: dict[str, Any], count: jax.Array) -> dict[str, jax.Array]:
+        def current(hyperparams: dict[str, Any], count: jax.Array, dtypes: dict) -> dict:
             values = {
                 n: kit.resolve(schedules[n], count) if n in schedules else hyperparams[n]
                 for n in order
             }
-            return {n: _as_stored(v, dtype) for n, v in values.items()}
+            return {n: _as_stored(v, dtypes[n]) for n, v in values.items()}
 
         def inner(values: dict[str, jax.Array]) -> GradientTransformation:
             # schedules go in as themselves: the factory evaluates them where it always does
@@ -191,7 +196,10 @@ def inject_hyperparams(
             return chain(inner_factory(**fixed, **schedules, **numbers))
 
         def block_init(params):
-            values = current({n: numeric.get(n) for n in order}, zero_count())
+            dtype = _storage_dtype(hyperparam_dtype, params)
+            values = current(
+                {n: numeric.get(n) for n in order}, zero_count(), dict.fromkeys(order, dtype)
+            )
             return InjectHyperparamsState(values, inner(values).init(params).inner)
 
         def block_update(updates, state, params=None, count=None, **extra):
@@ -204,7 +212,8 @@ def inject_hyperparams(
                     f"inject_hyperparams: expected InjectHyperparamsState with hyperparams "
                     f"{sorted(order)}, got {got}; was this state made by this optimizer's init?"
                 )
-            values = current(state.hyperparams, count)
+            stored = {n: jnp.result_type(v) for n, v in state.hyperparams.items()}
+            values = current(state.hyperparams, count, stored)
             updates, inner_state = inner(values).update(
                 updates, ChainState(count, state.inner_state), params, **extra
             )

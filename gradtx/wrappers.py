@@ -56,6 +56,17 @@ def _all_finite(tree: Tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
+def _whole(where: str, name: str, value: Any) -> int:
+    """A concrete whole number >= 1 (a Python int, or an integer array as optax also takes)."""
+    try:
+        number = int(value) if float(value) == int(value) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < 1 or isinstance(value, bool):
+        raise ValueError(f"{where}: {name}={value!r} must be a whole number >= 1")
+    return number
+
+
 # --- gradient accumulation -----------------------------------------------------------------------
 
 
@@ -192,6 +203,8 @@ class MultiSteps(Chain):
     has ``init``, ``update``, ``has_updated(state)``, ``inner_opt`` and
     ``gradient_transformation()``.  The update rule and arguments are those of ``accumulate``.
 
+    As in optax, the accumulator is float32 by default (``accumulate`` keeps the gradients'
+    precision, at least float32; pass ``accumulator_dtype=None`` here for that).
     Its state is ``ChainState(count, (MultiStepsState,))``: ``count`` counts micro-steps,
     ``tree_get(state, "mini_step")`` the micro-steps since the last real update, and
     ``tree_get(state, "inner_opt_state").count`` the real updates.  optax: ``optax.MultiSteps``.
@@ -203,7 +216,7 @@ class MultiSteps(Chain):
         every_k_schedule: int | Callable[[jax.Array], Any],
         use_grad_mean: bool = True,
         should_skip_update_fn: ShouldSkipFn | None = None,
-        accumulator_dtype: Any = None,
+        accumulator_dtype: Any = jnp.float32,
     ) -> MultiSteps:
         args = (opt, every_k_schedule, use_grad_mean, should_skip_update_fn, accumulator_dtype)
         tx = accumulate(*args)
@@ -332,8 +345,7 @@ def lookahead(
     optax: ``optax.lookahead``, which instead keeps ``LookaheadParams(fast, slow)`` as the params;
     here ``params`` are plain and ``params.slow`` becomes ``slow_params(state)``.
     """
-    if not isinstance(sync_period, int) or sync_period < 1:
-        raise ValueError(f"lookahead: sync_period={sync_period!r} must be an int >= 1")
+    sync_period = _whole("lookahead", "sync_period", sync_period)
     kit.check_ranges("lookahead", slow_step_size=(slow_step_size, "[0, 1]"))
     tx = _own_counter(fast_optimizer)
 
@@ -428,8 +440,7 @@ def apply_every(k: int = 1) -> GradientTransformation:
     ``A_t = g_t`` if ``(t - 1) % k == 0`` else ``A_{t-1} + g_t``; ``u = A_t`` if ``t % k == 0``
     else ``0``.  Blocks before it still step every call (use ``MultiSteps`` to make ``k`` steps
     equal one big-batch step).  Uses the enclosing step count.  optax: ``optax.apply_every``."""
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"apply_every: k={k!r} must be an int >= 1")
+    k = _whole("apply_every", "k", k)
 
     def init(params):
         return ApplyEveryState(kit.zeros_like(params))

@@ -264,9 +264,19 @@ def test_float32_params_keep_float32_state(factory, kwargs):
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(u))
     float_leaves = [x for x in jax.tree.leaves(state.inner_state.inner)]
     assert float_leaves and all(x.dtype == jnp.float32 for x in float_leaves)
-    # hyperparameters in the default float (float64 here, under x64) and not weakly typed
+    # hyperparameters in the params' highest float dtype (as optax) and not weakly typed
     for v in state.hyperparams.values():
-        assert v.dtype == jnp.float64 and not v.weak_type
+        assert v.dtype == jnp.float32 and not v.weak_type
+
+
+def test_hyperparameters_take_the_params_highest_float_dtype_as_optax():
+    params = {"a": jnp.ones(2, jnp.bfloat16), "b": jnp.ones(2, jnp.bfloat16)}
+    for factory in (gradtx, optax):
+        state = inject_hyperparams(factory.adam)(learning_rate=1e-3).init(params)
+        assert state.hyperparams["learning_rate"].dtype == jnp.bfloat16
+    mixed = {"a": jnp.ones(2, jnp.bfloat16), "b": jnp.ones(2, jnp.float32)}
+    state = inject_hyperparams(gradtx.adam)(learning_rate=1e-3).init(mixed)
+    assert state.hyperparams["learning_rate"].dtype == jnp.float32
 
 
 def test_hyperparam_dtype_override():

@@ -97,7 +97,7 @@ def mean_grad_run(inner, ks, params):
 )
 def test_multisteps_equals_one_step_on_mean_gradient(make_inner):
     inner, k = make_inner(), 3
-    ms = MultiSteps(inner, every_k_schedule=k)
+    ms = MultiSteps(inner, every_k_schedule=k, accumulator_dtype=None)  # the params' float64
     p, s, (p_before, updates, flags) = accumulated_run(ms, N_MICRO, P0)
     ref, ref_state = mean_grad_run(inner, (k,) * (N_MICRO // k), P0)
     # after each real step the params match the big-batch run (to the last bit or so: the two
@@ -120,7 +120,7 @@ def test_multisteps_equals_one_step_on_mean_gradient(make_inner):
 
 def test_multisteps_hands_the_inner_optimizer_the_exact_mean():
     # the inner optimizer is u = g, so each real update *is* the gradient it was given
-    ms = MultiSteps(chain(), 3)
+    ms = MultiSteps(chain(), 3, accumulator_dtype=None)
     grads = [jax.tree.map(lambda d: d[i], D) for i in range(6)]
     s, out, step = ms.init(P0), [], jax.jit(ms.update)
     for g in grads:
@@ -142,9 +142,11 @@ def test_multisteps_state_has_one_accumulator():
     sizes = [x.size for x in jax.tree.leaves(state)]
     # sgd without momentum has no buffers: the only param-sized arrays are the accumulator
     assert sum(s for s in sizes if s > 1) == n_params
-    assert tree_get(state, "acc_grads")["w"].dtype == jnp.float64
+    assert tree_get(state, "acc_grads")["w"].dtype == jnp.float32  # optax's default
+    own = accumulate(sgd(0.1), 4).init(P0)  # gradtx's: the gradients' precision
+    assert tree_get(own, "acc_grads")["w"].dtype == jnp.float64
     # low-precision gradients are summed in at least float32, or the sum would lose the small ones
-    low = MultiSteps(sgd(0.1), 4).init({"w": jnp.zeros(3, jnp.bfloat16)})
+    low = accumulate(sgd(0.1), 4).init({"w": jnp.zeros(3, jnp.bfloat16)})
     assert tree_get(low, "acc_grads")["w"].dtype == jnp.float32
     forced = MultiSteps(sgd(0.1), 4, accumulator_dtype=jnp.bfloat16).init(P0)
     assert tree_get(forced, "acc_grads")["w"].dtype == jnp.bfloat16
@@ -169,7 +171,9 @@ def test_accumulate_schedule_of_k_and_sum_mode():
 
 
 def test_multisteps_skip_not_finite_drops_the_micro_step():
-    ms = MultiSteps(sgd(0.1, momentum=0.5), 2, should_skip_update_fn=skip_not_finite)
+    ms = MultiSteps(
+        sgd(0.1, momentum=0.5), 2, should_skip_update_fn=skip_not_finite, accumulator_dtype=None
+    )
     s, step = ms.init(P0), jax.jit(ms.update)
     g1 = grad_at(P0, 0)
     u, s1 = step(g1, s, P0)
