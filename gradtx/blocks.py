@@ -208,6 +208,7 @@ def trace(
     return kit.block("trace", step, init, hyper={"decay": decay, "dampening": dampening})
 
 
+@kit.one_counter("count")
 class EmaState(NamedTuple):
     ema: Tree
 
@@ -345,6 +346,7 @@ def add_decayed_weights(
     return tx
 
 
+@kit.one_counter("count")
 class AddNoiseState(NamedTuple):
     rng_key: jax.Array
 

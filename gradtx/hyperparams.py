@@ -41,6 +41,7 @@ from gradtx.base import (
 )
 
 
+@kit.one_counter("count")
 class InjectHyperparamsState(NamedTuple):
     """State of ``inject_hyperparams(factory)(...)``.
 
@@ -88,15 +89,15 @@ def declared_hyperparams(factory: Callable[..., Any]) -> set[str] | None:
 
 
 def _storage_dtype(hyperparam_dtype: Any, params: Any) -> jnp.dtype:
-    """``hyperparam_dtype``, else (as optax) the highest float dtype among the params, else the
-    default float."""
+    """``hyperparam_dtype``, else the highest float dtype among the params (as optax) but at
+    least float32: optax's bfloat16 ``b2 = 0.999`` rounds to 1.0, and Adam then stops moving."""
     if hyperparam_dtype is not None:
         return jnp.dtype(hyperparam_dtype)
     floats = [jnp.result_type(x) for x in jax.tree.leaves(params)]
     floats = [d for d in floats if jnp.issubdtype(d, jnp.floating)]
     if not floats:
         return jnp.dtype(jnp.result_type(float))
-    return max(floats, key=lambda d: jnp.finfo(d).bits)
+    return jnp.promote_types(max(floats, key=lambda d: jnp.finfo(d).bits), jnp.float32)
 
 
 def _as_stored(value: Any, dtype: jnp.dtype) -> jax.Array:
@@ -122,8 +123,9 @@ def inject_hyperparams(
     position or name).  Each argument is sorted once, when the optimizer is built:
 
     - a number or float array: a hyperparameter, stored in ``state.hyperparams[name]`` as a
-      ``hyperparam_dtype`` array (default, as in optax: the params' highest float dtype) and
-      read back on every update, so ``tree_set(state, name=value)`` takes effect at the next
+      ``hyperparam_dtype`` array (default: the params' highest float dtype as in optax, but at
+      least float32, where optax keeps bfloat16 and rounds ``b2 = 0.999`` to 1) and read back
+      on every update, so ``tree_set(state, name=value)`` takes effect at the next
       step;
     - a callable: a schedule ``step -> value``, handed to the factory as it is (so it is
       evaluated exactly where the unwrapped optimizer evaluates it), and its value at the

@@ -519,6 +519,35 @@ def init_state(cls: type[NamedTuple], fill: float = 0.0, **dtypes: Any) -> Calla
     return init
 
 
+def one_counter(*fields: str) -> Callable[[type], type]:
+    """Class decorator for a state whose optax counterpart also stores a step counter (optax's
+    ``count``, ``step``, ...): gradtx keeps one counter per optimizer, in the chain.  The optax
+    spelling still works: ``ScaleByAdamState(count=c, mu=m, nu=v)`` is accepted (the counter is
+    dropped), and reading ``state.count`` says where the count is instead of returning
+    ``tuple.count``."""
+
+    def decorate(cls: type) -> type:
+        make = cls.__new__
+
+        def __new__(klass, *args, **kwargs):
+            for name in fields:
+                kwargs.pop(name, None)
+            return make(klass, *args, **kwargs)
+
+        def absent(self: Any, name: str = fields[0]) -> Any:
+            raise AttributeError(
+                f"{type(self).__name__} has no {name!r}: gradtx keeps one step counter per "
+                f"optimizer; read it with gradtx.tree_get(state, 'count')"
+            )
+
+        cls.__new__ = __new__
+        for name in fields:
+            setattr(cls, name, property(functools.partial(absent, name=name)))
+        return cls
+
+    return decorate
+
+
 StepFn = Callable[[Tree, Any, Tree | None, SimpleNamespace], tuple[Tree, Any]]
 """``step(updates, state, params, h) -> (updates, state)``; ``h`` holds the hyperparameters'
 values at this step as attributes, ``h.count`` (steps completed, 0 on the first update) and
@@ -586,6 +615,7 @@ __all__ = [
     "leafwise",
     "map_state",
     "need_params",
+    "one_counter",
     "one_minus_power",
     "power",
     "ranges_of",

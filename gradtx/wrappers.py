@@ -458,6 +458,7 @@ def apply_every(k: int = 1) -> GradientTransformation:
     return kit.block("apply_every", step, init)
 
 
+@kit.one_counter("step")
 class ConditionallyTransformState(NamedTuple):
     """``inner_state``: the inner optimizer's ``ChainState`` (counts the steps it really took)."""
 

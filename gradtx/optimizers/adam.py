@@ -22,11 +22,13 @@ Tree = kit.Tree
 Mask = Any
 
 
+@kit.one_counter("count")
 class ScaleByAdamState(NamedTuple):
     mu: Tree
     nu: Tree
 
 
+@kit.one_counter("count")
 class ScaleByAmsgradState(NamedTuple):
     mu: Tree
     nu: Tree

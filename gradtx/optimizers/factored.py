@@ -29,6 +29,7 @@ Size = Annotated[int, kit.Range("[0, inf)", integer=True)]
 """A dimension size or a step offset: a whole number >= 0 (static: it shapes the state)."""
 
 
+@kit.one_counter("count")
 class FactoredState(NamedTuple):
     """Three trees laid out like the params: a factored leaf has ``v_row`` (its shape less the
     column axis), ``v_col`` (less the row axis) and ``None`` in ``v``; others the reverse."""

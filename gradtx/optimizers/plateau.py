@@ -97,7 +97,7 @@ def reduce_on_plateau(
         ...     print(f"{float(gradtx.tree_get(state, 'scale')):.2f}", end=" ")
         1.00 1.00 1.00 0.50
     """
-    if rtol == 0.0 and atol == 0.0:
+    if isinstance(rtol, int | float) and isinstance(atol, int | float) and rtol == atol == 0:
         raise ValueError("reduce_on_plateau: rtol and atol are both 0; give one a positive value")
 
     def init(params: kit.Tree) -> ReduceLROnPlateauState:

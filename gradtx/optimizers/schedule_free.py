@@ -28,6 +28,7 @@ Tree = Any
 # --- Schedule-Free -------------------------------------------------------------------------------
 
 
+@kit.one_counter("step_count")
 class ScheduleFreeState(NamedTuple):
     """``z``: the base optimizer's iterate; ``b1``: the interpolation weight (kept for
     ``schedule_free_eval_params``); ``weight_sum``: ``sum_i lr_max,i^weight_lr_power``;

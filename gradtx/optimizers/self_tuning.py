@@ -310,6 +310,7 @@ def swats(
 # --- D-Adaptation and Prodigy --------------------------------------------------------------------
 
 
+@kit.one_counter("count")
 class DAdaptAdamWState(NamedTuple):
     """``estim_lr``: the distance estimate ``d``; ``grad_sum``: ``s``; ``numerator_weighted``:
     ``r``.  Field names follow optax (without its own ``count``)."""
@@ -408,6 +409,7 @@ def dadapt_adamw(
     return kit.block("dadapt_adamw", step, init, hyper=hyper, needs_params=True)
 
 
+@kit.one_counter("count")
 class ProdigyState(NamedTuple):
     """``estim_lr``: the distance estimate ``d``; ``params0``: the initial parameters ``x_0``;
     ``grad_sum``: ``s``; ``numerator_weighted``: ``r``.  Field names follow optax (without its

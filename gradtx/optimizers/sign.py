@@ -35,6 +35,7 @@ def scale_by_sign() -> GradientTransformation:
     return kit.block("scale_by_sign", lambda g, state, p, h: (jax.tree.map(jnp.sign, g), state))
 
 
+@kit.one_counter("count")
 class ScaleByLionState(NamedTuple):
     mu: Tree
 
