@@ -7,14 +7,28 @@ exports (state classes, helpers) are listed below.
 """
 
 from gradtx import registry
+from gradtx.optimizers.ademamix import ScaleByAdemamixState, ScaleBySimplifiedAdEMAMixState
+from gradtx.optimizers.coin_betting import COCOBState, MechanicState
+from gradtx.optimizers.distance_over_gradients import DoGState, DoWGState
+from gradtx.optimizers.madgrad import MadgradState
 from gradtx.optimizers.plateau import ReduceLROnPlateauState
+from gradtx.optimizers.polyak import MomoAdamState, MomoState
 from gradtx.optimizers.schedule_free import ScheduleFreeState, schedule_free_eval_params
 from gradtx.optimizers.self_tuning import DAdaptAdamWState, ProdigyState
 
 __all__ = [
+    "COCOBState",
     "DAdaptAdamWState",
+    "DoGState",
+    "DoWGState",
+    "MadgradState",
+    "MechanicState",
+    "MomoAdamState",
+    "MomoState",
     "ProdigyState",
     "ReduceLROnPlateauState",
+    "ScaleByAdemamixState",
+    "ScaleBySimplifiedAdEMAMixState",
     "ScheduleFreeState",
     "schedule_free_eval_params",
 ]

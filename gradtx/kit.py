@@ -337,10 +337,10 @@ def canonical_dtype(dtype: Any) -> jnp.dtype | None:
     return None if dtype is None else jnp.dtype(dtype)
 
 
-def compute_dtype(x: Any) -> jnp.dtype:
-    """The precision scalars (bias corrections, schedules) are computed in for leaf ``x``:
-    the leaf's own float precision, at least float32 (so float64 stays float64 under x64)."""
-    return jnp.promote_types(jnp.result_type(x), jnp.float32)
+def compute_dtype(*xs: Any) -> jnp.dtype:
+    """The precision scalars (bias corrections, schedules) are computed in for leaves ``xs``:
+    their widest float precision, at least float32 (so float64 stays float64 under x64)."""
+    return jnp.promote_types(jnp.result_type(*xs), jnp.float32)
 
 
 def scalar_dtype(params: Tree) -> jnp.dtype:
@@ -399,6 +399,13 @@ def ema(g: jax.Array, m: jax.Array, decay: Any) -> jax.Array:
 def ema_sq(g: jax.Array, v: jax.Array, decay: Any) -> jax.Array:
     """``decay * v + (1 - decay) * |g|**2``."""
     return (1 - decay) * abs_sq(g) + decay * v
+
+
+def safe_sqrt(x: jax.Array) -> jax.Array:
+    """``sqrt(x)`` for ``x >= 0`` with a finite gradient at 0 (where ``sqrt``'s is infinite):
+    a distance that starts at exactly 0 can still be differentiated through."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1)), 0)
 
 
 def abs_sq(x: jax.Array) -> jax.Array:
@@ -621,6 +628,7 @@ __all__ = [
     "ranges_of",
     "resolve",
     "safe_norm",
+    "safe_sqrt",
     "scalar",
     "scalar_dtype",
     "validated",

@@ -276,7 +276,8 @@ def test_hyperparameters_take_the_params_highest_float_dtype_at_least_float32():
     theirs = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3).init(params)
     assert theirs.hyperparams["b2"].dtype == jnp.bfloat16 and float(theirs.hyperparams["b2"]) == 1
     mine = inject_hyperparams(gradtx.adam)(learning_rate=1e-3).init(params)
-    assert mine.hyperparams["b2"].dtype == jnp.float32 and mine.hyperparams["b2"] == jnp.float32(0.999)
+    b2 = mine.hyperparams["b2"]
+    assert b2.dtype == jnp.float32 and b2 == jnp.float32(0.999)
     state = inject_hyperparams(gradtx.adam)(learning_rate=1e-3).init({"a": jnp.ones(2)})
     assert state.hyperparams["learning_rate"].dtype == jnp.float64  # the params' float64
 

@@ -37,10 +37,25 @@ DOCUMENTED = {
     ("schedule_free_adamw", 0): 1e-6,
     **{("scale_by_factored_rms", i): 1e-6 for i in range(3)},
     **{("adafactor", i): 1e-6 for i in range(4)},
+    # optax forms MADGRAD's step weight (lr + eps) sqrt(k + 1) from its int32 counter in float32
+    **{("madgrad", i): 1e-6 for i in range(2)},
+    **{("scale_by_madgrad", i): 1e-6 for i in range(3)},
 }
 
 # optax's SM3 raises IndexError on a scalar leaf: compared on the tree without it
 NO_SCALARS = {"sm3", "scale_by_sm3"}
+
+
+# optax's layer-wise DoG returns a scalar leaf's update with shape (1,): reshaped to compare
+SCALAR_AS_VECTOR = {"scale_by_distance_over_gradients"}
+
+
+def _shaped_like_updates(tx):
+    def update(updates, state, params=None, **extra):
+        out, state = tx.update(updates, state, params, **extra)
+        return jax.tree.map(lambda o, g: o.reshape(jnp.shape(g)), out, updates), state
+
+    return optax.GradientTransformation(tx.init, update)
 
 
 def _harness(entry: registry.Entry, dtype, steps: int):
@@ -85,7 +100,10 @@ def trajectories(entry: registry.Entry, example: int, dtype, steps: int):
     kwargs = registry.resolve_uses(entry.examples[example], registry.build)
     value = needs_value(entry)
     mine, p_mine, _ = run_tx(entry.build(example), params, grads, with_value=value)
-    theirs, p_theirs, _ = run_tx(optax_factory(entry)(**kwargs), params, grads, with_value=value)
+    theirs_tx = optax_factory(entry)(**kwargs)
+    if entry.name in SCALAR_AS_VECTOR:
+        theirs_tx = _shaped_like_updates(theirs_tx)
+    theirs, p_theirs, _ = run_tx(theirs_tx, params, grads, with_value=value)
     assert jax.tree.map(lambda x: x.dtype, p_mine) == jax.tree.map(lambda x: x.dtype, p_theirs)
     return mine, theirs
 

@@ -147,6 +147,7 @@ def np_through(t, xs, ys, kind):
 
 T = STEPS.astype(np.float64)
 
+
 def _constant_with_warning():
     with pytest.warns(UserWarning, match="transition_steps=0"):
         return S.polynomial_schedule(1.0, 0.5, 2, 0)

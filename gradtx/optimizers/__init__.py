@@ -10,8 +10,19 @@ optimizers chained from them:
 ``trust_ratio``    LARS, LAMB, Fromage: per-leaf steps from the parameter/update norm ratio
 ``self_tuning``    hypergradient descent, SWATS, D-Adaptation, Prodigy: learned step sizes
 ``schedule_free``  Schedule-Free SGD and AdamW: averaging in place of a schedule
+``adan``           Adan: Nesterov momentum estimated from gradient differences
+``novograd``       NovoGrad: one second moment per leaf (layer)
+``adopt``          ADOPT, ACProp: the second moment of past gradients only
+``ademamix``       AdEMAMix (and simplified): a fast and a slow momentum mixed
+``madgrad``        MADGRAD: dual averaging with a cube-root denominator
+``optimistic``     optimistic gradient descent / Adam (min-max games)
 ``factored``       Adafactor, SM3: second moments in m + n numbers per (m, n) matrix
+``coin_betting``   COCOB, Mechanic: steps won by betting on the gradient's sign
+``distance_over_gradients``  DoG, DoWG, layer-wise DoG: distance travelled over gradient size
+``polyak``         Polyak step sizes, MoMo: steps from the loss value (``value=``)
+``rprop``          Rprop: per-coordinate steps grown and shrunk by sign agreement
 ``plateau``        optax's reduce-on-plateau: a scale driven by the monitored loss
+``constraints``    keep_params_nonnegative, centralize, normalize_by_update_norm
 =================  ===========================================================================
 
 Every module of this package is a family: it is imported here and its ``__all__`` re-exported,

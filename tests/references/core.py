@@ -104,3 +104,13 @@ def stored(x: np.ndarray, dtype: Any) -> np.ndarray:
 def is_zero(h: Hyper) -> bool:
     """Whether a hyperparameter is the constant 0 (a schedule never is)."""
     return not callable(h) and float(h) == 0.0
+
+
+def dot(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    """``<a, b>`` over all the leaves together."""
+    return float(sum(np.sum(x * y) for x, y in zip(a, b, strict=True)))
+
+
+def dist_sq(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    """``||a - b||^2`` over all the leaves together."""
+    return float(sum(np.sum((x - y) ** 2) for x, y in zip(a, b, strict=True)))
