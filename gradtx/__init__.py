@@ -7,7 +7,8 @@ The public names of the submodules are re-exported here.  Used as namespaces: ``
 ``gradtx.paths`` (parameter selection by path), ``gradtx.parallel`` (sharded and data-parallel
 layouts), ``gradtx.torch_compat`` (PyTorch recipes), and optax's namespaces at optax's paths:
 ``gradtx.contrib``, ``gradtx.losses``, ``gradtx.tree``, ``gradtx.tree_utils``,
-``gradtx.projections``, ``gradtx.second_order``, ``gradtx.perturbations``.
+``gradtx.projections``, ``gradtx.second_order``, ``gradtx.perturbations``,
+``gradtx.transforms``.
 """
 
 from gradtx import (  # noqa: F401
@@ -38,6 +39,7 @@ from gradtx import (  # noqa: F401
     stateful_hyperparams,
     target_networks,
     torch_compat,
+    transforms,
     tree,
     tree_utils,
     wrappers,
@@ -71,7 +73,13 @@ from gradtx.losses import (  # noqa: F401  (the losses optax also exports at its
     squared_error,
 )
 from gradtx.microbatching import microbatch  # noqa: F401
-from gradtx.monitoring import measure_with_ema, monitor, snapshot  # noqa: F401
+from gradtx.monitoring import (  # noqa: F401
+    MonitorState,
+    SnapshotState,
+    measure_with_ema,
+    monitor,
+    snapshot,
+)
 from gradtx.numerics import *  # noqa: F403
 from gradtx.optax_names import *  # noqa: F403
 from gradtx.optimizers import *  # noqa: F403

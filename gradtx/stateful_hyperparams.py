@@ -85,6 +85,7 @@ class WrappedSchedule:
         return f"WrappedSchedule({self.schedule_fn!r})"
 
 
+@kit.one_counter("count")
 class InjectStatefulHyperparamsState(NamedTuple):
     """State of ``inject_stateful_hyperparams(factory)(...)``.
 

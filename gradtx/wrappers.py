@@ -429,6 +429,7 @@ def averaged_params(state: Any) -> Tree:
 # --- periodic and conditional updates ------------------------------------------------------------
 
 
+@kit.one_counter("count")
 class ApplyEveryState(NamedTuple):
     """``grad_acc``: the sum of the updates since the last emitted one."""
 

@@ -155,6 +155,7 @@ def cocob(
 # --- Mechanic --------------------------------------------------------------------------------
 
 
+@kit.one_counter("count")
 class MechanicState(NamedTuple):
     """``base_optimizer_state``: the wrapped optimizer's; ``r``, ``m``, ``v``, ``s``: one scalar
     per ``beta`` (reward, running max and second moment of ``h``, the scales), as tuples of

@@ -43,6 +43,7 @@ def _decayed(weight_decay: Any, mask: Mask) -> GradientTransformation:
 # --- distance over gradients -----------------------------------------------------------------
 
 
+@kit.one_counter("is_init_step")
 class DoGState(NamedTuple):
     """``init_params``: ``x_0``; ``max_dist``: ``r̄ = max(r_eps, max ||x - x_0||)``;
     ``sum_sq_norm_grads``: ``G = sum ||g||²``.  Field names follow optax (without its first-step

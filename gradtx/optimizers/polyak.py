@@ -187,6 +187,7 @@ def polyak_sgd(
 # --- MoMo ------------------------------------------------------------------------------------
 
 
+@kit.one_counter("count")
 class MomoState(NamedTuple):
     """``exp_avg``: ``d``, the average gradient; ``barf``: the average loss; ``gamma``: the
     average ``<g, x>``; ``lb``: the loss's lower bound in use.  Field names follow optax
@@ -198,6 +199,7 @@ class MomoState(NamedTuple):
     lb: jax.Array
 
 
+@kit.one_counter("count")
 class MomoAdamState(NamedTuple):
     """MomoState with Adam's second moment ``exp_avg_sq``."""
 

@@ -13,6 +13,8 @@ equivalents are noted per schedule: torch's scheduler steps after each optimizer
 learning rate torch uses at step ``t`` is ``schedule(t)`` here.
 """
 
+from gradtx.base import Schedule
+from gradtx.hyperparams import InjectHyperparamsState, inject_hyperparams
 from gradtx.schedules.cyclic import (
     cosine_onecycle_schedule,
     cosine_warm_restarts_schedule,
@@ -35,6 +37,25 @@ from gradtx.schedules.decay import (
     warmup_constant_schedule,
     warmup_cosine_decay_schedule,
     warmup_exponential_decay_schedule,
+)
+from gradtx.stateful_hyperparams import (
+    InjectStatefulHyperparamsState,
+    StatefulSchedule,
+    WrappedSchedule,
+    inject_stateful_hyperparams,
+)
+
+# optax.schedules also holds the hyperparameter injection (defined in gradtx.hyperparams and
+# gradtx.stateful_hyperparams; re-exported here, and kept out of ``__all__`` so that
+# ``from gradtx.schedules import *`` brings schedules only)
+_OPTAX_ALSO = (
+    InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
+    Schedule,
+    StatefulSchedule,
+    WrappedSchedule,
+    inject_hyperparams,
+    inject_stateful_hyperparams,
 )
 
 __all__ = [
