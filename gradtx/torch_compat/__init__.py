@@ -2,20 +2,35 @@
 ``torch.optim.AdamW(params, lr=1e-3)`` (``optimizers.py``); ``torch_schedule("OneCycleLR", ...)``
 is the learning rate of ``torch.optim.lr_scheduler.OneCycleLR`` (``schedulers.py``, built from
 ``gradtx.schedules``); ``reduce_on_plateau`` follows ``ReduceLROnPlateau``'s rules.  torch itself
-is not needed.
+is not needed.  A module here that registers more optimizers with ``torch_recipe`` (those that
+are not "decay, scaler, decay, lr") is imported automatically.
 """
 
-from gradtx.torch_compat.optimizers import DEFAULTS, IMPLEMENTATION_FLAGS, from_torch
+import importlib
+import pkgutil
+
+from gradtx.torch_compat.optimizers import (
+    DEFAULTS,
+    IMPLEMENTATION_FLAGS,
+    RECIPES,
+    from_torch,
+    torch_recipe,
+)
 from gradtx.torch_compat.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.torch_compat.schedulers import TorchSchedules, torch_schedule, torch_schedules
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "DEFAULTS",
     "IMPLEMENTATION_FLAGS",
+    "RECIPES",
     "ReduceOnPlateauState",
     "TorchSchedules",
     "from_torch",
     "reduce_on_plateau",
+    "torch_recipe",
     "torch_schedule",
     "torch_schedules",
 ]

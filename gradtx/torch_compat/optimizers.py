@@ -145,6 +145,41 @@ _SCALERS: dict[str, Callable[[_Hyper], list[GradientTransformation]]] = {
 }
 
 
+class Recipe(NamedTuple):
+    """A torch optimizer whose steps are not "decay, scaler, decay, lr" (``torch_recipe``)."""
+
+    build: Callable[[dict[str, Any], ScalarOrSchedule], GradientTransformation]
+    ranges: Mapping[str, str]
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def torch_recipe(
+    name: str,
+    *,
+    defaults: Mapping[str, Any],
+    examples: tuple[dict[str, Any], ...],
+    ranges: Mapping[str, str] | None = None,
+    traits: frozenset[str] = frozenset({"elementwise"}),
+) -> Callable[[Callable[..., GradientTransformation]], Callable[..., GradientTransformation]]:
+    """Register ``build(h, lr) -> transformation`` as ``from_torch(name, ...)``: ``h`` is torch's
+    kwargs merged over ``defaults`` (torch's own, with ``lr`` first) and range-checked with
+    ``ranges`` (argument -> interval, torch's ``__init__`` checks); ``lr`` is ``h["lr"]`` or the
+    scheduler's schedule.  The recipe builds the whole transformation (``maximize``, weight
+    decay, the lr); ``from_torch`` appends ``ReduceLROnPlateau`` when asked.  ``examples`` are
+    the configurations the torch parity test runs (the first: ``{"lr": defaults["lr"]}``).  A
+    module in ``gradtx/torch_compat/`` that registers recipes is imported automatically."""
+
+    def decorate(build):
+        DEFAULTS[name] = dict(defaults)
+        RECIPES[name] = Recipe(build, dict(ranges or {}))
+        _register(name, examples, traits)
+        return build
+
+    return decorate
+
+
 def _merge(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """torch kwargs over torch's defaults; TypeError for unknown names, ValueError for torch's
     range violations."""
@@ -159,7 +194,8 @@ def _merge(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
             f"{sorted(IMPLEMENTATION_FLAGS)})"
         )
     h = {**defaults, **{k: v for k, v in kwargs.items() if k in defaults}}
-    checks = {k: (h[k], _RANGES[k]) for k in h if k in _RANGES}
+    ranges = RECIPES[name].ranges if name in RECIPES else _RANGES
+    checks = {k: (h[k], ranges[k]) for k in h if k in ranges}
     if "betas" in h:
         b1, b2 = h["betas"]
         checks.update({"betas[0]": (b1, "[0, 1)"), "betas[1]": (b2, "[0, 1)")})
@@ -207,12 +243,14 @@ def from_torch(
             plateau = [_plateau(lr, **sched_kwargs)]
         else:
             lr, momentum = torch_schedules(sched_name, lr, **sched_kwargs)
-            if momentum is not None and name not in _CYCLED:
+            if momentum is not None and (name not in _CYCLED or name in RECIPES):
                 raise ValueError(
                     f"{sched_name}: optimizer must support momentum or beta1 with "
                     f"`cycle_momentum` option enabled ({name} has neither); "
                     f"pass cycle_momentum=False"
                 )
+    if name in RECIPES:
+        return chain(RECIPES[name].build(h, lr), *plateau)
     if name == "Adagrad" and h["lr_decay"] != 0:
         lr = _decayed(lr, h["lr_decay"])
     wd = h["weight_decay"]
@@ -342,14 +380,20 @@ def _recipe(name: str) -> Callable[..., GradientTransformation]:
     return factory
 
 
-for _name in DEFAULTS:
+def _register(name: str, examples: tuple[dict[str, Any], ...], traits: frozenset[str]) -> None:
     registry.add(
         registry.Entry(
-            name=f"torch.{_name}", factory=_recipe(_name), kind="torch", family="torch_compat",
-            examples=_EXAMPLES[_name], optax=None, traced="lr",
-            traits=frozenset({"elementwise"}),
+            name=f"torch.{name}", factory=_recipe(name), kind="torch", family="torch_compat",
+            examples=examples, optax=None, traced="lr", traits=traits,
         )
     )  # fmt: skip
 
 
-__all__ = ["DEFAULTS", "IMPLEMENTATION_FLAGS", "from_torch", "torch_schedule"]
+for _name in DEFAULTS:
+    _register(_name, _EXAMPLES[_name], frozenset({"elementwise"}))
+
+
+__all__ = [
+    "DEFAULTS", "IMPLEMENTATION_FLAGS", "RECIPES", "Recipe", "from_torch", "torch_recipe",
+    "torch_schedule",
+]  # fmt: skip
