@@ -102,8 +102,10 @@ def complete(fn: Callable[..., Any], original: Callable[..., Any]) -> None:
             continue
         text = described.get(name) or GLOSSARY.get(name, "")
         facts = _default(p)
-        if name in ranges:
+        if name in ranges and ranges[name].interval != "(-inf, inf)":
             facts += f", in ``{ranges[name].interval}``"
+        elif name in ranges:
+            facts += ", negative ascends"
         text = f"{text.rstrip('.')} ({facts})." if text else ""
         out.append(f"  {name}: {text}" if text else f"  {name}:")
     if len(out) == 1:

@@ -264,11 +264,21 @@ def as_block(tx: GradientTransformation | Block) -> Block:
         return parts[0] if len(parts) == 1 else _sequence(parts)
     foreign = with_extra_args(tx)
 
+    def init(params):
+        BLOCK_INITS[0] += 1
+        return foreign.init(params)
+
     def update(updates, state, params=None, count=None, **extra):
         del count
         return foreign.update(updates, state, params, **extra)
 
-    return Block(foreign.init, update)
+    return Block(init, update)
+
+
+BLOCK_INITS = [0]
+"""How many block ``init`` calls have run (a trace-time tally): a block whose ``init`` ran no
+inner block's transforms the params itself (``kit.block`` checks their dtypes then); a wrapper
+(masked, multi_transform, lookahead, ...) leaves that to its members."""
 
 
 def transformation(block: Block) -> Chain:

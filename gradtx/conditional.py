@@ -25,6 +25,7 @@ class ConditionFn(Protocol):
     def __call__(self, step: jax.Array, **extra_args: Any) -> jax.Array: ...
 
 
+@kit.one_counter("step")
 class ConditionallyMaskState(NamedTuple):
     """``inner_state``: the inner optimizer's ``ChainState``, untouched at masked steps (its
     ``count`` is the number of steps it took).  optax: ``optax.ConditionallyMaskState``, which

@@ -63,7 +63,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx.base import Block, Chain, ScalarOrSchedule, init_empty_state, transformation
+from gradtx.base import (
+    BLOCK_INITS,
+    Block,
+    Chain,
+    ScalarOrSchedule,
+    init_empty_state,
+    transformation,
+)
 
 Tree = Any
 """A pytree of arrays (in a state NamedTuple: a tree with the params' structure)."""
@@ -128,8 +135,10 @@ def check_ranges(where: str, **checks: tuple[Any, str]) -> None:
         Range(interval).check(where, name, value)
 
 
-Rate = Annotated[ScalarOrSchedule, Range("[0, inf)")]
-"""A learning rate or other step size: a number >= 0, an array or a schedule."""
+Rate = Annotated[ScalarOrSchedule, Range("(-inf, inf)")]
+"""A learning rate or other step size: a number, an array or a schedule.  A negative rate
+ascends, as in optax (``sgd(-lr)`` maximises); ``chain(scale(-1), tx)`` is torch's
+``maximize=True`` for any optimizer."""
 Decay = Annotated[ScalarOrSchedule, Range("[0, 1)")]
 """A decay rate in ``[0, 1)`` (Adam's ``b1``, ``b2``): a number, an array or a schedule."""
 Fraction = Annotated[ScalarOrSchedule, Range("[0, 1]")]
@@ -587,7 +596,36 @@ def block(
         values = {k: resolve(v, count) for k, v in hyper.items()}
         return step(updates, state, params, SimpleNamespace(count=count, extra=extra, **values))
 
-    return transformation(Block(init or init_empty_state, update))
+    make_state = init or init_empty_state
+
+    def checked_init(params):
+        before = BLOCK_INITS[0]
+        state = make_state(params)
+        if BLOCK_INITS[0] == before:  # no inner block: this one transforms the params itself
+            check_float_params(name, params)
+        BLOCK_INITS[0] += 1
+        return state
+
+    return transformation(Block(checked_init, update))
+
+
+def check_float_params(name: str, params: Tree) -> None:
+    """Integer and boolean parameter leaves would get float updates rounded away in
+    ``apply_updates`` (silently zero): a block that transforms them refuses them at ``init``,
+    naming the path.  Masked-out leaves (``MaskedNode``) are not leaves, so they pass."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    for path, leaf in flat:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or jnp.issubdtype(dtype, jnp.inexact):
+            continue
+        where = jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
+        raise TypeError(
+            f"{name}: params leaf {where!r} has dtype {dtype}; float updates would be rounded "
+            f"to zero when applied. Leave it out of what the optimizer sees (nnx: "
+            f"nnx.Optimizer(model, tx, wrt=nnx.Param)), or give it no optimizer: "
+            f"gradtx.multi_transform({{'train': tx, 'keep': gradtx.set_to_zero()}}, labels) or "
+            f"gradtx.masked(tx, mask)"
+        )
 
 
 __all__ = [
@@ -608,6 +646,7 @@ __all__ = [
     "canonical_dtype",
     "cast",
     "cast_like",
+    "check_float_params",
     "check_match",
     "check_ranges",
     "compute_dtype",

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
@@ -159,10 +160,78 @@ def match(*patterns: Pattern, invert: bool = False) -> Callable[[Tree], Tree]:
 
     ``adamw(1e-3, mask=paths.match("kernel"))`` decays only kernels;
     ``freeze(paths.match("/encoder"))`` freezes the encoder.  torch: a param group built from
-    ``[p for n, p in model.named_parameters() if ...]``.
+    ``[p for n, p in model.named_parameters() if ...]``.  A pattern that selects no parameter
+    of the tree warns (``"*norm*"`` on a model whose norm layers are named ``ln``).
     """
-    tests = _patterns("paths.match", list(patterns))
-    return lambda tree: _map_paths(lambda segs, x: invert != any(t(segs, x) for t in tests), tree)
+    where = "paths.exclude" if invert else "paths.match"
+    tests = _patterns(where, list(patterns))
+
+    def mask(tree: Tree) -> Tree:
+        hits = [False] * len(tests)
+
+        def selected(segs: Segments, x: Any) -> bool:
+            found = [t(segs, x) for t in tests]
+            hits[:] = [h or f for h, f in zip(hits, found, strict=True)]
+            return invert != any(found)
+
+        out = _map_paths(selected, tree)
+        for pattern, hit in zip(patterns, hits, strict=True):
+            if not hit:
+                some = ", ".join(leaf_paths(tree)[:6])
+                warnings.warn(
+                    f"{where}: pattern {pattern!r} selects no parameter (paths: {some}, ...); "
+                    f"paths.ndim_at_most(1) selects vectors whatever their names, "
+                    f"paths.module_types(model, nnx.LayerNorm) by Flax module type",
+                    stacklevel=2,
+                )
+        return out
+
+    return mask
+
+
+def ndim_at_most(n: int) -> Callable[[str, Any], bool]:
+    """A pattern selecting every parameter with at most ``n`` dimensions, whatever its name:
+    ``adamw(1e-3, mask=paths.exclude(paths.ndim_at_most(1)))`` decays no bias, norm scale or
+    other vector (the usual no-decay group).
+
+    >>> import jax.numpy as jnp
+    >>> match(ndim_at_most(1))({"w": jnp.ones((2, 3)), "b": jnp.ones(3)})
+    {'b': True, 'w': False}
+    """
+
+    def select(path: str, leaf: Any) -> bool:
+        del path
+        return _ndim(leaf) <= n
+
+    return select
+
+
+def _ndim(leaf: Any) -> int:
+    value = leaf.get_value() if is_variable(leaf) else leaf
+    return len(getattr(value, "shape", ()))
+
+
+def module_types(model: Any, *types: type) -> Callable[[str, Any], bool]:
+    """A pattern selecting every parameter inside a submodule of the Flax NNX ``model`` whose
+    type is one of ``types``: ``paths.module_types(model, nnx.LayerNorm, nnx.Embed)`` is every
+    norm and embedding parameter, whatever the layers are named.  The paths are those of
+    ``nnx.state(model)`` (what ``nnx.Optimizer`` hands the optimizer)."""
+    from flax import nnx
+
+    if not types:
+        raise ValueError("paths.module_types: give at least one module type")
+    prefixes = {
+        tuple(str(k) for k in path)
+        for path, module in nnx.iter_modules(model)
+        if isinstance(module, types)
+    }
+
+    def select(path: str, leaf: Any) -> bool:
+        del leaf
+        segs = tuple(path.split("/"))
+        return any(segs[: len(p)] == p for p in prefixes)
+
+    return select
 
 
 def exclude(*patterns: Pattern) -> Callable[[Tree], Tree]:
@@ -203,4 +272,6 @@ __all__ = [
     "leaf_paths",
     "match",
     "matches",
+    "module_types",
+    "ndim_at_most",
 ]

@@ -600,3 +600,55 @@ def test_nnx_partition_state_holds_only_group_leaves():
     leaves = zip(paths.leaf_paths(u), jax.tree.leaves(u), strict=True)
     frozen = {k for k, x in leaves if not np.any(x)}
     assert frozen == {"l1/kernel", "l2/kernel"}
+
+
+# --- selectors users need beyond names -----------------------------------------------------------
+
+
+class _OddNames(nnx.Module):
+    """Norm layers named ``ln`` (no "norm" in the name) and an embedding."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.emb = nnx.Embed(5, 3, rngs=rngs)
+        self.ln = nnx.LayerNorm(3, rngs=rngs)
+        self.lin = nnx.Linear(3, 2, rngs=rngs)
+        self.blocks = nnx.List([nnx.LayerNorm(3, rngs=rngs)])
+
+
+def _selected(mask_tree) -> set[str]:
+    pairs = zip(paths.leaf_paths(mask_tree), jax.tree.leaves(mask_tree), strict=True)
+    return {p for p, v in pairs if v}
+
+
+def test_ndim_and_module_type_selectors_on_an_nnx_model():
+    model = _OddNames(nnx.Rngs(0))
+    state = nnx.state(model, nnx.Param)
+    vectors = paths.match(paths.ndim_at_most(1))(state)
+    norm_params = {"blocks/0/bias", "blocks/0/scale", "ln/bias", "ln/scale"}
+    assert _selected(vectors) == norm_params | {"lin/bias"}
+    norms = paths.match(paths.module_types(model, nnx.LayerNorm, nnx.Embed))(state)
+    assert _selected(norms) == norm_params | {"emb/embedding"}
+
+
+def test_no_decay_recipe_by_rank_under_nnx_optimizer():
+    """The README recipe: decay only the matrices, whatever the layers are called."""
+    model = _OddNames(nnx.Rngs(0))
+    before = nnx.state(model, nnx.Param)
+    before = jax.tree.map(lambda x: x, before)
+    tx = gradtx.adamw(0.1, weight_decay=0.5, mask=paths.exclude(paths.ndim_at_most(1)))
+    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    zeros = jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param))
+    opt.update(model, zeros)  # zero gradients: only the decay moves params
+    after = nnx.state(model, nnx.Param)
+    leaves = zip(jax.tree.leaves(after), jax.tree.leaves(before), strict=True)
+    moved = {p for p, (a, b) in zip(paths.leaf_paths(after), leaves, strict=True) if (a != b).any()}
+    assert moved == {"lin/kernel", "emb/embedding"}
+
+
+def test_a_pattern_that_selects_nothing_warns():
+    model = _OddNames(nnx.Rngs(0))
+    state = nnx.state(model, nnx.Param)
+    with pytest.warns(UserWarning, match=r"paths.exclude: pattern '\*norm\*' selects no parameter"):
+        paths.exclude("bias", "*norm*")(state)
+    with pytest.warns(UserWarning, match=r"paths.match: pattern 'nothing' selects no parameter"):
+        paths.match("kernel", "nothing")(state)

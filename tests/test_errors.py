@@ -25,8 +25,8 @@ ENTRIES = registry.entries()
 
 
 def _bad_values(rng: kit.Range) -> list[float]:
-    """Values just outside each end of the interval (an unbounded end gives none), and a
-    non-integer for an integer range."""
+    """Values just outside each end of the interval (an unbounded end gives none), a
+    non-integer for an integer range, NaN for a range unbounded on both sides."""
     lo, hi = rng._lo, rng._hi
     out = []
     if np.isfinite(lo):
@@ -35,7 +35,7 @@ def _bad_values(rng: kit.Range) -> list[float]:
         out.append(hi + 0.5 if rng._closed[1] else hi)
     if rng.integer:
         out.append(max(lo, 0) + 1.5)
-    return out
+    return out or [float("nan")]  # an unbounded rate (negative ascends) still refuses NaN
 
 
 # (entry, argument, bad value, interval): derived from every Range annotation, so a new optimizer
@@ -172,3 +172,45 @@ def test_state_of_another_optimizer_with_same_member_count():
     state = A.adam(0.1).init(params)
     with pytest.raises(ValueError, match=r"trace"):
         A.sgd(0.1, momentum=0.9).update(_grads(), state, params)
+
+
+# --- integer and boolean parameters -------------------------------------------------------------
+# A float update applied to an int32 leaf is rounded away: every step would silently be 0.
+
+_INT_PARAMS = {"w": jnp.ones(3), "layer": {"steps": jnp.array(3), "on": jnp.array(True)}}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: A.adam(0.1), lambda: A.sgd(0.1), lambda: A.lookahead(A.sgd(0.1), 2, 0.5),
+     lambda: A.chain(A.clip_by_global_norm(1.0), A.adamw(0.1))],
+    ids=["adam", "sgd", "lookahead", "clip+adamw"],
+)  # fmt: skip
+def test_integer_params_are_refused_at_init_naming_the_path(make):
+    with pytest.raises(TypeError, match=r"params leaf 'layer/(steps|on)' has dtype (int32|bool)"):
+        make().init(_INT_PARAMS)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: A.masked(A.adam(0.1), {"w": True, "layer": {"steps": False, "on": False}}),
+        lambda: A.masked(optax.adam(0.1), {"w": True, "layer": {"steps": False, "on": False}}),
+        lambda: A.multi_transform(
+            {"train": A.adam(0.1), "keep": A.set_to_zero()},
+            {"w": "train", "layer": {"steps": "keep", "on": "keep"}},
+        ),
+        lambda: A.selective_transform(
+            A.adam(0.1), freeze_mask={"w": False, "layer": {"steps": True, "on": True}}
+        ),
+    ],
+    ids=["masked", "masked-optax", "multi_transform", "selective_transform"],
+)
+def test_integer_params_left_out_of_the_optimizer_are_fine(make):
+    tx = make()
+    state = tx.init(_INT_PARAMS)
+    grads = {"w": jnp.ones(3), "layer": {"steps": jnp.array(0), "on": jnp.array(False)}}
+    updates, _ = tx.update(grads, state, _INT_PARAMS)
+    new = A.apply_updates(_INT_PARAMS, updates)
+    assert new["layer"]["steps"] == 3 and new["layer"]["on"].dtype == jnp.bool_
+    assert float(jnp.abs(new["w"] - 1).max()) > 0.05

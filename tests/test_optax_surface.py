@@ -37,12 +37,8 @@ DELIBERATE = {
     # optax spelling still constructs (kit.one_counter), and state.count says where the count is
     "MultiStepsState": "gradient_step is a property (the inner optimizer's count)",
     "LookaheadState": "the slow weights live in the state; params stay plain (no LookaheadParams)",
-    "ScheduleFreeState": "no step_count: the chain's count",
     "ClipByGlobalNormState": "keeps the pre-clip global_norm for logging",
     "ReduceLROnPlateauState": "the window counter is accumulation_count (count is the chain's)",
-    "ScaleByAdanState": "no t: the chain's count",
-    "ConditionallyMaskState": "no step: the chain's count",
-    "ScaleBySimplifiedAdEMAMixState": "no t: the chain's count",
     "ScaleByScheduleState": "scale_by_schedule reads the chain's count: its state is EmptyState",
 }
 
