@@ -116,3 +116,4 @@ def complete(fn: Callable[..., Any], original: Callable[..., Any]) -> None:
     if tail and tail[0].strip():
         tail = ["", *tail]
     fn.__doc__ = "\n".join([*head, *out, *tail])
+    original.__doc__ = fn.__doc__  # tools that unwrap (the API reference) read the same text
