@@ -12,18 +12,32 @@ from __future__ import annotations
 import functools
 
 import jax
+import numpy as np
 import pytest
 import torch
-from torch_helpers import TOL, run_gradtx, run_torch, torch_float64, trajectory_error
+from torch_helpers import (
+    MATRICES,
+    MIXED,
+    TOL,
+    VECTORS,
+    run_gradtx,
+    run_torch,
+    sequence_error,
+    torch_float64,
+    trajectory_error,
+)
 
-from gradtx import registry
-from gradtx.torch_compat import DEFAULTS, from_torch
+from gradtx import registry, tree_get
+from gradtx.hyperparams import inject_hyperparams
+from gradtx.torch_compat import DEFAULTS, asgd_average, current_lr, from_torch
 
 # --- configurations: the registry's examples -----------------------------------------------------
 
 STEPS = 60
 ENTRIES = registry.entries("torch")
 CASES = [(e, i) for e in ENTRIES for i in range(len(e.examples))]
+# rules that treat matrices apart run on a tree with matrices (torch's Muon takes nothing else)
+PROBLEMS = {"Adafactor": MIXED, "Muon": MATRICES}
 
 
 def torch_name(entry: registry.Entry) -> str:
@@ -33,10 +47,11 @@ def torch_name(entry: registry.Entry) -> str:
 @functools.cache
 def parity_errors(name: str) -> list[float]:
     """The error of every example of ``torch.<name>`` (one compilation for them all)."""
-    entry = registry.get(f"torch.{name}")
-    ours = run_gradtx([entry.build(i) for i in range(len(entry.examples))], STEPS)
+    entry, problem = registry.get(f"torch.{name}"), PROBLEMS.get(name, VECTORS)
+    txs = [entry.build(i) for i in range(len(entry.examples))]
+    ours = run_gradtx(txs, STEPS, problem=problem)
     return [
-        trajectory_error(traj, run_torch(name, dict(kw), STEPS)["params"])
+        trajectory_error(traj, run_torch(name, dict(kw), STEPS, problem=problem)["params"], problem)
         for kw, (traj, _) in zip(entry.examples, ours, strict=True)
     ]
 
@@ -85,7 +100,7 @@ def test_the_comparison_can_fail():
 def test_defaults_are_torchs():
     with torch_float64():
         for name, defaults in DEFAULTS.items():
-            opt = getattr(torch.optim, name)([torch.zeros(1, requires_grad=True)])
+            opt = getattr(torch.optim, name)([torch.zeros(2, 2, requires_grad=True)])
             for key, value in defaults.items():
                 assert opt.defaults[key] == value, (name, key)
 
@@ -105,6 +120,12 @@ def test_defaults_are_torchs():
         ("RMSprop", {"alpha": -0.5}),
         ("NAdam", {"momentum_decay": -1.0}),
         ("AdamW", {"weight_decay": -0.01}),
+        ("Rprop", {"etas": (1.2, 1.5)}),
+        ("Rprop", {"lr": -0.1}),
+        ("ASGD", {"weight_decay": -0.1}),
+        ("Adafactor", {"d": 0.5}),
+        ("Adafactor", {"beta2_decay": 0.1}),
+        ("Adafactor", {"eps": (None, -1.0)}),
     ],
 )
 def test_out_of_range_raises_like_torch(name, kwargs):
@@ -121,6 +142,76 @@ def test_unknown_arguments_raise_type_error_listing_accepted():
         from_torch("AdamW", decoupled_weight_decay=True)
     with pytest.raises(ValueError, match="unknown optimizer"):
         from_torch("LBFGS")
+
+
+# --- ASGD's average ------------------------------------------------------------------------------
+
+ASGD = [{"lr": 0.05, "t0": 5.0, "lambd": 1e-3}, {"lr": 0.05, "t0": 5.0, "weight_decay": 0.1}]
+
+
+def test_asgd_average_matches_torchs_ax():
+    txs = [from_torch("ASGD", **kw) for kw in ASGD]
+    ours = run_gradtx(txs, 40, record=lambda s: asgd_average(s))
+    for kw, (_, ax) in zip(ASGD, ours, strict=True):
+        ref = run_torch("ASGD", kw, 40, state_key="ax")
+        got = np.concatenate([np.asarray(ax[k]) for k in ("a", "b")], axis=1)
+        assert np.max(np.abs(got - ref["state"])) < 1e-12
+        # the average really averages: it trails the params once t > t0 + 1
+        assert np.max(np.abs(ref["state"][-1] - ref["params"][-1])) > 1e-3
+
+
+# --- the live learning rate ----------------------------------------------------------------------
+
+SET_AT, SET_TO = 17, 3.0  # param_groups[0]["lr"] = 3 * lr before step 17
+
+
+@functools.cache
+def live_lr_errors(problem_name: str) -> dict[str, tuple[float, float]]:
+    """Per optimizer (torch's defaults, lr 0.02): the trajectory and the lr after each step
+    against torch, when the lr is set to ``SET_TO * lr`` mid-run."""
+    problem = {"vectors": VECTORS, "matrices": MATRICES}[problem_name]
+    names = [n for n in DEFAULTS if (PROBLEMS.get(n, VECTORS) is MATRICES) == (problem is MATRICES)]
+    txs = [from_torch(n, lr=0.02) for n in names]
+    ours = run_gradtx(txs, 30, record=current_lr, problem=problem, set_lr={SET_AT: SET_TO * 0.02})
+    out = {}
+    for n, (traj, lr) in zip(names, ours, strict=True):
+        ref = run_torch(n, {"lr": 0.02}, 30, problem=problem, set_lr={SET_AT: SET_TO * 0.02})
+        out[n] = (
+            trajectory_error(traj, ref["params"], problem),
+            sequence_error(lr, ref["lr_after"]),
+        )
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULTS))
+def test_learning_rate_is_readable_and_settable_like_param_groups(name):
+    matrices = PROBLEMS.get(name, VECTORS) is MATRICES
+    traj, lr = live_lr_errors("matrices" if matrices else "vectors")[name]
+    assert lr == 0.0  # the state shows what param_groups[0]["lr"] shows, step by step
+    assert traj < TOL
+
+
+def test_setting_the_learning_rate_changes_the_trajectory():
+    # the test above has teeth: the same run without the edit ends elsewhere
+    edited = run_gradtx([from_torch("Adam", lr=0.02)], 30, set_lr={SET_AT: SET_TO * 0.02})[0][0]
+    plain = run_torch("Adam", {"lr": 0.02}, 30)["params"]
+    assert trajectory_error(edited, plain) > 1e-3
+    # Rprop reads the lr on its first step only (torch too): there the edit changes nothing
+    rprop = run_gradtx([from_torch("Rprop", lr=0.02)], 30, set_lr={SET_AT: SET_TO * 0.02})[0][0]
+    assert trajectory_error(rprop, run_torch("Rprop", {"lr": 0.02}, 30)["params"]) < TOL
+
+
+def test_state_names_the_learning_rate():
+    tx = from_torch("AdamW", lr=0.003)
+    state = tx.init({"w": np.zeros(3)})
+    assert float(tree_get(state, "learning_rate")) == 0.003 == float(current_lr(state))
+
+
+def test_inject_hyperparams_is_refused_with_the_working_idiom():
+    with pytest.raises(ValueError, match=r"tree_set\(state, learning_rate=x\)"):
+        inject_hyperparams(from_torch)("SGD", lr=0.1)
+    with pytest.raises(ValueError, match="tree_get"):
+        inject_hyperparams(registry.get("torch.Adam").factory)(lr=0.1)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from torch_helpers import (
     trajectory_error,
 )
 
-from gradtx.torch_compat import from_torch, torch_schedule, torch_schedules
+from gradtx.torch_compat import current_lr, from_torch, torch_schedule, torch_schedules
 
 STEPS = 300
 
@@ -36,6 +36,11 @@ STEPS = 300
 def _every_tenth(t):
     # works on a Python int (torch's LambdaLR) and on a jax array (gradtx)
     return 0.95 ** (t // 10)
+
+
+def _wobble(t):
+    # MultiplicativeLR's factor: works on a Python int (torch) and on a jax array (gradtx)
+    return 0.99 + 0.02 * (t % 2 == 0)
 
 
 def _shrinking(x):
@@ -96,6 +101,35 @@ CONFIGS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
                      ("StepLR", {"step_size": 25, "gamma": 0.5})],
       "milestones": [30, 150]}),
     ("Adadelta", {"lr": 1.0, "weight_decay": 0.05}, "LambdaLR", {"lr_lambda": _every_tenth}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "MultiplicativeLR", {"lr_lambda": _wobble}),
+    ("Adam", {"lr": 0.05}, "SWALR", {"swa_lr": 0.01, "anneal_epochs": 40}),
+    ("SGD", {"lr": 0.05}, "SWALR",
+     {"swa_lr": 0.01, "anneal_epochs": 30, "anneal_strategy": "linear"}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "ChainedScheduler",
+     {"schedulers": [("ConstantLR", {"factor": 0.5, "total_iters": 40}),
+                     ("ExponentialLR", {"gamma": 0.995}),
+                     ("MultiplicativeLR", {"lr_lambda": _wobble})]}),
+    ("Adam", {"lr": 0.05}, "ChainedScheduler",
+     {"schedulers": [("LinearLR", {"start_factor": 0.2, "total_iters": 50}),
+                     ("CosineAnnealingLR", {"T_max": 70, "eta_min": 1e-3}),
+                     ("StepLR", {"step_size": 40, "gamma": 0.5})]}),
+    ("SGD", {"lr": 0.05}, "ChainedScheduler",
+     {"schedulers": [("LambdaLR", {"lr_lambda": _every_tenth}),
+                     ("MultiStepLR", {"milestones": [50, 90, 90], "gamma": 0.5}),
+                     ("PolynomialLR", {"total_iters": 200, "power": 1.5})]}),
+    # the cycled momentum of a chained OneCycleLR, with an ExponentialLR on top of its lr
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "ChainedScheduler",
+     {"schedulers": [("OneCycleLR", {"max_lr": 0.1, "total_steps": 300}),
+                     ("ExponentialLR", {"gamma": 0.998})]}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "SequentialLR",
+     {"schedulers": [("CosineAnnealingLR", {"T_max": 150}),
+                     ("SWALR", {"swa_lr": 0.02, "anneal_epochs": 20})],
+      "milestones": [100]}),
+    ("RMSprop", {"lr": 0.01}, "SequentialLR",
+     {"schedulers": [("LinearLR", {"start_factor": 0.1, "total_iters": 30}),
+                     ("MultiplicativeLR", {"lr_lambda": _wobble}),
+                     ("SWALR", {"swa_lr": 0.002, "anneal_epochs": 0})],
+      "milestones": [50, 150]}),
 ]  # fmt: skip
 
 
@@ -119,13 +153,14 @@ def _all_errors() -> list[dict[str, float]]:
 
     lrs, moms = sequences()
     txs = [from_torch(o, **kw_o, scheduler=(s, kw_s)) for o, kw_o, s, kw_s in CONFIGS]
-    trajs = run_gradtx(txs, STEPS)
+    trajs = run_gradtx(txs, STEPS, record=current_lr)
     errors = []
-    for cfg, lr, mom, (traj, _) in zip(CONFIGS, lrs, moms, trajs, strict=True):
+    for cfg, lr, mom, (traj, live) in zip(CONFIGS, lrs, moms, trajs, strict=True):
         ref = run_torch(cfg[0], cfg[1], STEPS, scheduler=(cfg[2], cfg[3]))
         errors.append(
             {
                 "lr": sequence_error(lr, ref["lr"]),
+                "live_lr": sequence_error(live, ref["lr_after"]),
                 "momentum": 0.0 if mom is None else sequence_error(mom, ref["momentum"]),
                 "params": trajectory_error(traj, ref["params"]),
                 "momentum_cycled": mom is not None,
@@ -139,8 +174,69 @@ def _all_errors() -> list[dict[str, float]]:
 def test_schedule_and_trajectory_match_torch(index):
     err = _all_errors()[index]
     assert err["lr_values"] > 1  # the schedule really changes the lr over the run
-    assert err["lr"] < TOL
+    assert err["lr"] < TOL  # torch_schedule
+    assert err["live_lr"] < TOL  # the lr in from_torch's state after each step
     assert err["momentum"] < TOL
+    assert err["params"] < TOL
+
+
+# --- setting the lr mid-run: param_groups[0]["lr"] = x / tree_set(state, learning_rate=x) -------
+
+LIVE_STEPS, SET_AT, SET_TO = 60, 25, 0.02
+LIVE: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
+    # chainable: continue from the set value
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "StepLR", {"step_size": 10, "gamma": 0.5}),
+    ("Adam", {"lr": 0.05}, "CosineAnnealingLR", {"T_max": 20, "eta_min": 1e-3}),
+    ("SGD", {"lr": 0.05}, "LinearLR", {"start_factor": 0.2, "total_iters": 40}),
+    ("Adam", {"lr": 0.05}, "ExponentialLR", {"gamma": 0.97}),
+    ("SGD", {"lr": 0.05}, "PolynomialLR", {"total_iters": 40, "power": 2.0}),
+    ("SGD", {"lr": 0.05}, "ConstantLR", {"factor": 0.5, "total_iters": 30}),
+    ("Adam", {"lr": 0.05}, "MultiStepLR", {"milestones": [20, 30, 30], "gamma": 0.5}),
+    ("SGD", {"lr": 0.05}, "MultiplicativeLR", {"lr_lambda": _wobble}),
+    ("Adam", {"lr": 0.05}, "SWALR", {"swa_lr": 0.01, "anneal_epochs": 40}),
+    ("SGD", {"lr": 0.05}, "ChainedScheduler",
+     {"schedulers": [("ExponentialLR", {"gamma": 0.97}),
+                     ("StepLR", {"step_size": 7, "gamma": 0.5})]}),
+    # a SequentialLR member restarted at its milestone after the edit: its closed form again
+    ("SGD", {"lr": 0.05}, "SequentialLR",
+     {"schedulers": [("ExponentialLR", {"gamma": 0.9}), ("StepLR", {"step_size": 5})],
+      "milestones": [35]}),
+    # closed forms: overwrite the set value at their next step
+    ("Adam", {"lr": 0.05}, "LambdaLR", {"lr_lambda": _every_tenth}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}, "OneCycleLR", {"max_lr": 0.1, "total_steps": 60}),
+    ("SGD", {"lr": 0.05}, "CosineAnnealingWarmRestarts", {"T_0": 15}),
+    # the metric-driven one: its cuts continue from the set value, down to min_lr
+    ("Adam", {"lr": 0.05}, "ReduceLROnPlateau",
+     {"factor": 0.5, "patience": 1, "threshold": 0.05, "min_lr": 0.004}),
+]  # fmt: skip
+
+
+@functools.cache
+def _live_errors() -> list[dict[str, float]]:
+    """Each LIVE pair against torch with ``param_groups[0]["lr"] = SET_TO`` before step
+    ``SET_AT`` (gradtx: ``tree_set(state, learning_rate=SET_TO)``); one compilation."""
+    txs = [from_torch(o, **kw_o, scheduler=(s, kw_s)) for o, kw_o, s, kw_s in LIVE]
+    ours = run_gradtx(txs, LIVE_STEPS, with_value=True, record=current_lr, set_lr={SET_AT: SET_TO})
+    errors = []
+    for (opt, kw_o, sched, kw_s), (traj, live) in zip(LIVE, ours, strict=True):
+        ref = run_torch(opt, kw_o, LIVE_STEPS, scheduler=(sched, kw_s), set_lr={SET_AT: SET_TO})
+        plain = run_torch(opt, kw_o, LIVE_STEPS, scheduler=(sched, kw_s))
+        errors.append(
+            {
+                "params": trajectory_error(traj, ref["params"]),
+                "live_lr": sequence_error(live, ref["lr_after"]),
+                "used": ref["lr"][SET_AT],
+                "changed": float(np.max(np.abs(ref["lr"] - plain["lr"]))),
+            }
+        )
+    return errors
+
+
+@pytest.mark.parametrize("index", range(len(LIVE)), ids=[f"{c[2]}-{c[0]}" for c in LIVE])
+def test_setting_the_lr_mid_run_matches_torch(index):
+    err = _live_errors()[index]
+    assert err["used"] == SET_TO and err["changed"] > 1e-3  # the edit took effect in torch
+    assert err["live_lr"] < TOL
     assert err["params"] < TOL
 
 

@@ -15,17 +15,31 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
-from gradtx import registry
-from gradtx.base import GradientTransformation, ScalarOrSchedule, Schedule, chain
+from gradtx import kit, registry
+from gradtx.base import (
+    Block,
+    Chain,
+    ChainState,
+    GradientTransformation,
+    ScalarOrSchedule,
+    Schedule,
+    chain,
+    increment,
+    transformation,
+    zero_count,
+)
 from gradtx.blocks import add_decayed_weights, scale, scale_by_learning_rate, trace
 from gradtx.kit import check_ranges
 from gradtx.optimizers.adam import scale_by_adam, scale_by_amsgrad
 from gradtx.optimizers.adam_variants import scale_by_adamax, scale_by_nadam, scale_by_radam
 from gradtx.optimizers.rms import scale_by_adadelta, scale_by_rms, scale_by_rss
-from gradtx.torch_compat.plateau import reduce_on_plateau
-from gradtx.torch_compat.schedulers import torch_schedule, torch_schedules
+from gradtx.state import tree_get
+from gradtx.torch_compat.plateau import ReduceOnPlateauState, check_plateau, plateau_observer
+from gradtx.torch_compat.schedulers import StepRule, torch_schedule
+from gradtx.torch_compat.schedulers import scheduler as build_scheduler
 
 IMPLEMENTATION_FLAGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
 """torch.optim arguments that choose a kernel, not the numbers; accepted and ignored."""
@@ -207,6 +221,42 @@ def _merge(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return h
 
 
+class TorchOptimizerState(NamedTuple):
+    """State of ``from_torch(...)``.
+
+    ``learning_rate``: torch's ``param_groups[0]["lr"]`` now, the lr the next step uses (after
+    the scheduler's latest ``step()``); ``tree_set(state, learning_rate=x)`` is torch's
+    ``param_groups[0]["lr"] = x``.  ``scheduler``: ReduceLROnPlateau's bookkeeping (a
+    ``ReduceOnPlateauState`` whose ``scale`` is ``learning_rate / lr``), ``()`` otherwise.
+    ``blocks``: the states of the optimizer's blocks (moments, momentum buffers, ...)."""
+
+    learning_rate: jax.Array
+    scheduler: Any
+    blocks: Any
+
+
+class _NoRebuild(inspect.Signature):
+    """``from_torch``'s signature, which refuses ``bind``: wrappers that rebuild the optimizer on
+    every step from bound arguments (``inject_hyperparams``) would fight the lr it keeps in its
+    own state, so they fail at once with the idiom that works."""
+
+    __slots__ = ()
+
+    def bind(self, *args: Any, **kwargs: Any) -> inspect.BoundArguments:
+        raise ValueError(
+            "from_torch keeps torch's lr in its state already: do not wrap it in "
+            "inject_hyperparams.  Read it with gradtx.tree_get(state, 'learning_rate') (or "
+            "gradtx.torch_compat.current_lr(state)) and set it between steps with "
+            "state = gradtx.tree_set(state, learning_rate=x), as torch's "
+            "param_groups[0]['lr'] = x; other hyperparameters: rebuild with from_torch"
+        )
+
+
+def _no_rebuild(fn: Callable[..., Any]) -> None:
+    sig = inspect.signature(fn)
+    fn.__signature__ = _NoRebuild(list(sig.parameters.values()))  # type: ignore[attr-defined]
+
+
 def from_torch(
     name: str,
     /,
@@ -217,40 +267,86 @@ def from_torch(
     """The transformation that reproduces ``torch.optim.<name>(params, **torch_kwargs)``.
 
     Supported: ``SGD``, ``Adagrad``, ``RMSprop``, ``Adadelta``, ``Adam``, ``AdamW``, ``Adamax``,
-    ``NAdam``, ``RAdam`` with all their numeric options and torch's defaults (see ``DEFAULTS``);
-    ``lr`` may also be a schedule ``step -> lr``.  The chain is, in order:
-    ``scale(-1)`` if ``maximize``; ``add_decayed_weights(weight_decay)`` (L2: added to the
-    gradient) unless the decay is decoupled; torch's scaler; ``add_decayed_weights`` if decoupled
-    (``AdamW``, ``decoupled_weight_decay=True``: ``p <- p - lr * wd * p``); the learning rate
-    (Adagrad: ``lr / (1 + t * lr_decay)``), and ``reduce_on_plateau`` for that scheduler.
+    ``NAdam``, ``RAdam`` and the recipes of ``RECIPES`` (``Rprop``, ``ASGD``, ``Adafactor``,
+    ...) with all their numeric options and torch's defaults (see ``DEFAULTS``); ``lr`` may
+    also be a schedule ``step -> lr``.  The chain is, in order: ``scale(-1)`` if ``maximize``;
+    ``add_decayed_weights(weight_decay)`` (L2: added to the gradient) unless the decay is
+    decoupled; torch's scaler; ``add_decayed_weights`` if decoupled (``AdamW``,
+    ``decoupled_weight_decay=True``: ``p <- p - lr * wd * p``); the learning rate (Adagrad:
+    ``lr / (1 + t * lr_decay)``).
+
+    The live learning rate: the state (``TorchOptimizerState``) holds torch's
+    ``param_groups[0]["lr"]``.  ``gradtx.tree_get(state, "learning_rate")`` reads it (after
+    ``k`` updates: the lr torch shows after ``k`` ``optimizer.step(); scheduler.step()``) and
+    ``state = gradtx.tree_set(state, learning_rate=x)`` sets it as torch's
+    ``param_groups[0]["lr"] = x`` does: the next step uses ``x``; then a chainable scheduler
+    (StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR, PolynomialLR, CosineAnnealingLR,
+    MultiplicativeLR, SWALR, ReduceLROnPlateau) continues from ``x``, and a closed-form one
+    (LambdaLR, CyclicLR, OneCycleLR, CosineAnnealingWarmRestarts, an ``lr`` schedule)
+    overwrites it at its next step.  ``inject_hyperparams(from_torch)`` is refused with this
+    idiom.
 
     ``scheduler=(scheduler_name, scheduler_kwargs)`` reproduces the pair optimizer +
     ``torch.optim.lr_scheduler.<scheduler_name>(optimizer, **scheduler_kwargs)`` with
     ``scheduler.step()`` after every ``optimizer.step()`` (``scheduler.step(loss)`` for
-    ``ReduceLROnPlateau``: pass ``value=loss`` to ``update``).  ``CyclicLR``/``OneCycleLR`` with
-    ``cycle_momentum`` (torch's default) cycle SGD/RMSprop's momentum or Adam's beta1 as torch does.
+    ``ReduceLROnPlateau``: pass ``value=loss`` to ``update``); every scheduler of
+    ``torch_schedule`` is accepted, ``SequentialLR`` / ``ChainedScheduler`` members as
+    ``(name, kwargs)`` pairs.  ``CyclicLR``/``OneCycleLR`` with ``cycle_momentum`` (torch's
+    default) cycle SGD/RMSprop's momentum or Adam's beta1 as torch does (by their closed form).
 
     Implementation flags (``foreach``, ``fused``, ``capturable``, ``differentiable``) are
     ignored; other unknown names raise TypeError, torch's out-of-range values ValueError.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> from gradtx.torch_compat import from_torch
+        >>> tx = from_torch("SGD", lr=0.1, scheduler=("StepLR", {"step_size": 2, "gamma": 0.5}))
+        >>> params = jnp.array([1.0])
+        >>> state = tx.init(params)
+        >>> for _ in range(3):
+        ...     _, state = tx.update(params, state, params)
+        ...     print(round(float(gradtx.tree_get(state, "learning_rate")), 6))
+        0.1
+        0.05
+        0.05
+        >>> state = gradtx.tree_set(state, learning_rate=1.0)  # param_groups[0]["lr"] = 1.0
+        >>> _, state = tx.update(params, state, params)
+        >>> print(round(float(gradtx.tree_get(state, "learning_rate")), 6))  # StepLR halves it
+        0.5
     """
     h = _merge(name, torch_kwargs)
-    lr, momentum, plateau = h["lr"], None, []
-    if scheduler is not None:
-        sched_name, sched_kwargs = (scheduler, {}) if isinstance(scheduler, str) else scheduler
-        if callable(lr):
-            raise ValueError("from_torch: give lr as a number when a scheduler is given")
-        if sched_name == "ReduceLROnPlateau":
-            plateau = [_plateau(lr, **sched_kwargs)]
-        else:
-            lr, momentum = torch_schedules(sched_name, lr, **sched_kwargs)
-            if momentum is not None and (name not in _CYCLED or name in RECIPES):
-                raise ValueError(
-                    f"{sched_name}: optimizer must support momentum or beta1 with "
-                    f"`cycle_momentum` option enabled ({name} has neither); "
-                    f"pass cycle_momentum=False"
-                )
+    lr = h["lr"]
+    if scheduler is None:
+        rule = _follow(lr) if callable(lr) else None
+        return _live(name, h, lr, rule, None, None)
+    sched_name, sched_kwargs = (scheduler, {}) if isinstance(scheduler, str) else scheduler
+    if callable(lr):
+        raise ValueError("from_torch: give lr as a number when a scheduler is given")
+    if sched_name == "ReduceLROnPlateau":
+        return _live(name, h, lr, None, None, _plateau(lr, **sched_kwargs))
+    sched = build_scheduler(sched_name, lr, **sched_kwargs)
+    if sched.momentum is not None and (name not in _CYCLED or name in RECIPES):
+        raise ValueError(
+            f"{sched_name}: optimizer must support momentum or beta1 with "
+            f"`cycle_momentum` option enabled ({name} has neither); "
+            f"pass cycle_momentum=False"
+        )
+    return _live(name, h, lr, sched.step, sched.momentum, None)
+
+
+_no_rebuild(from_torch)
+
+
+def _follow(schedule: Schedule) -> StepRule:
+    """The step rule of an ``lr`` given as a schedule: its value, whatever the lr was."""
+    return lambda x, t: kit.resolve(schedule, t)
+
+
+def _chain_for(name: str, h: dict[str, Any], lr: Any, momentum: Schedule | None) -> Chain:
+    """torch's optimizer ``name`` as a chain, with the lr ``lr`` (a number or traced value)."""
     if name in RECIPES:
-        return chain(RECIPES[name].build(h, lr), *plateau)
+        return chain(RECIPES[name].build(h, lr))
     if name == "Adagrad" and h["lr_decay"] != 0:
         lr = _decayed(lr, h["lr_decay"])
     wd = h["weight_decay"]
@@ -262,8 +358,66 @@ def from_torch(
         *_SCALERS[name](_Hyper(h, lr, momentum)),
         *(decay if decoupled else []),
         scale_by_learning_rate(lr),
-        *plateau,
     )
+
+
+def _live(
+    name: str,
+    h: dict[str, Any],
+    lr: ScalarOrSchedule,
+    rule: StepRule | None,
+    momentum: Schedule | None,
+    plateau: _Plateau | None,
+) -> Chain:
+    """The optimizer with torch's lr kept in its state (``TorchOptimizerState``): each update
+    runs the chain with the stored lr, then moves it as ``scheduler.step()`` does (``rule(x,
+    t)`` for step ``t``, the plateau observer on ``value``, or not at all)."""
+
+    _chain_for(name, h, lr, momentum)  # the recipe's own checks, at construction
+
+    def first(dtype: Any) -> jax.Array:
+        x = kit.resolve(lr, zero_count()) if callable(lr) else lr
+        x = jnp.asarray(x, dtype)
+        return x if rule is None or callable(lr) else jnp.asarray(rule(x, zero_count()), dtype)
+
+    def init(params):
+        dtype = _lr_dtype(params)
+        x = first(dtype)
+        aux = () if plateau is None else plateau.init(dtype)
+        blocks = _chain_for(name, h, x, momentum).init(params).inner
+        return TorchOptimizerState(x, aux, blocks)
+
+    def update(updates, state, params=None, count=None, **extra):
+        if not isinstance(state, TorchOptimizerState):
+            raise ValueError(
+                f"from_torch({name!r}): expected TorchOptimizerState, got "
+                f"{type(state).__name__}; was this state made by this optimizer's init?"
+            )
+        x = state.learning_rate
+        inner = _chain_for(name, h, x, momentum)
+        updates, blocks = inner.update(updates, ChainState(count, state.blocks), params, **extra)
+        aux = state.scheduler
+        if plateau is not None:
+            x, aux = plateau.step(x, aux, extra.get("value"))
+        elif rule is not None:
+            x = jnp.asarray(rule(x, increment(count)), x.dtype)
+        return updates, TorchOptimizerState(x, aux, blocks.inner)
+
+    return transformation(Block(init, update))
+
+
+def _lr_dtype(params: Any) -> jnp.dtype:
+    """The lr's dtype: the widest float dtype among the params, at least float32."""
+    floats = [jnp.result_type(x) for x in jax.tree.leaves(params)]
+    floats = [d for d in floats if jnp.issubdtype(d, jnp.floating)]
+    widest = max(floats, key=lambda d: jnp.finfo(d).bits, default=jnp.dtype(jnp.float32))
+    return jnp.promote_types(widest, jnp.float32)
+
+
+def current_lr(state: Any) -> jax.Array:
+    """torch's ``param_groups[0]["lr"]`` in a ``from_torch`` state: the lr its next step uses
+    (``gradtx.tree_get(state, "learning_rate")``, found inside any chain or wrapper)."""
+    return tree_get(state, "learning_rate")
 
 
 def _decayed(lr: ScalarOrSchedule, lr_decay: float) -> Schedule:
@@ -277,6 +431,14 @@ def _decayed(lr: ScalarOrSchedule, lr_decay: float) -> Schedule:
     return fn
 
 
+class _Plateau(NamedTuple):
+    """ReduceLROnPlateau on the live lr: ``init(dtype)`` its bookkeeping, ``step(x, aux,
+    value) -> (x, aux)`` its ``scheduler.step(value)``."""
+
+    init: Callable[[Any], ReduceOnPlateauState]
+    step: Callable[[jax.Array, ReduceOnPlateauState, Any], tuple[jax.Array, Any]]
+
+
 def _plateau(
     lr: float,
     mode: str = "min",
@@ -287,14 +449,34 @@ def _plateau(
     cooldown: int = 0,
     min_lr: float = 0.0,
     eps: float = 1e-8,
-) -> GradientTransformation:
-    """torch's ReduceLROnPlateau kwargs as a ``reduce_on_plateau`` block after an lr of ``lr``."""
+) -> _Plateau:
+    """torch's ReduceLROnPlateau (kwargs, checks and arithmetic) on the lr itself: ``new =
+    max(lr * factor, min_lr)``, kept when ``lr - new > eps``."""
     if factor >= 1.0:
         raise ValueError("ReduceLROnPlateau: factor should be < 1.0")
-    return reduce_on_plateau(
-        factor, patience, threshold, threshold_mode, cooldown, min_scale=min_lr / lr, mode=mode,
-        eps=eps, base_lr=lr,
+    check_plateau(
+        "ReduceLROnPlateau", mode, threshold_mode, factor=(factor, "[0, 1)"),
+        patience=(patience, "[0, inf)"), threshold=(threshold, "[0, inf)"),
+        cooldown=(cooldown, "[0, inf)"), min_lr=(min_lr, "[0, inf)"), eps=(eps, "[0, inf)"),
     )  # fmt: skip
+    observe = plateau_observer(factor, patience, threshold, threshold_mode, cooldown, min_lr,
+                               mode, eps)  # fmt: skip
+    worst = math.inf if mode == "min" else -math.inf
+
+    def init(dtype):
+        zero = jnp.zeros([], jnp.int32)
+        return ReduceOnPlateauState(jnp.ones([], dtype), jnp.asarray(worst, dtype), zero, zero)
+
+    def step(x, aux, value):
+        if value is None:
+            raise ValueError(
+                "ReduceLROnPlateau: update needs the metric, e.g. "
+                "tx.update(grads, state, params, value=loss)"
+            )
+        s = observe(aux._replace(scale=x), jnp.asarray(value).astype(aux.best_value.dtype))
+        return s.scale, s._replace(scale=(s.scale / lr).astype(x.dtype))
+
+    return _Plateau(init, step)
 
 
 # --- registry ------------------------------------------------------------------------------------
@@ -376,7 +558,7 @@ def _recipe(name: str) -> Callable[..., GradientTransformation]:
     keyword = inspect.Parameter.KEYWORD_ONLY
     params = [inspect.Parameter(k, keyword, default=v) for k, v in DEFAULTS[name].items()]
     rest = inspect.Parameter("torch_kwargs", inspect.Parameter.VAR_KEYWORD)
-    factory.__signature__ = inspect.Signature([*params, rest])  # type: ignore[attr-defined]
+    factory.__signature__ = _NoRebuild([*params, rest])  # type: ignore[attr-defined]
     return factory
 
 
@@ -394,6 +576,6 @@ for _name in DEFAULTS:
 
 
 __all__ = [
-    "DEFAULTS", "IMPLEMENTATION_FLAGS", "RECIPES", "Recipe", "from_torch", "torch_recipe",
-    "torch_schedule",
+    "DEFAULTS", "IMPLEMENTATION_FLAGS", "RECIPES", "Recipe", "TorchOptimizerState", "current_lr",
+    "from_torch", "torch_recipe", "torch_schedule",
 ]  # fmt: skip

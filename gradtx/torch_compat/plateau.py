@@ -19,6 +19,7 @@ steps, exactly as torch's ``opt.step()`` uses the lr left by the previous ``sche
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -53,6 +54,54 @@ def _is_better(value: jax.Array, best: jax.Array, mode: str, threshold_mode: str
     return value > bar
 
 
+def plateau_observer(
+    factor: float,
+    patience: int,
+    threshold: float,
+    threshold_mode: str,
+    cooldown: int,
+    floor: Any,
+    mode: str,
+    eps: float,
+    unit: Any = 1.0,
+) -> Callable[[ReduceOnPlateauState, jax.Array], ReduceOnPlateauState]:
+    """``observe(state, value)``: ReduceLROnPlateau's ``step(metrics)`` on a state whose
+    ``scale`` is the quantity it lowers: ``max(scale * factor, floor)``, kept only when
+    ``unit * (old - new) > eps``.  ``reduce_on_plateau`` lowers a scale (``unit = base_lr``);
+    ``from_torch`` lowers the lr itself (``unit = 1``, ``floor = min_lr``: torch's arithmetic)."""
+
+    def observe(s: ReduceOnPlateauState, value: jax.Array) -> ReduceOnPlateauState:
+        better = _is_better(value, s.best_value, mode, threshold_mode, threshold)
+        best = jnp.where(better, value, s.best_value)
+        bad = jnp.where(better, 0, s.plateau_count + 1)
+        cooling = s.cooldown_count > 0
+        cool = jnp.where(cooling, s.cooldown_count - 1, s.cooldown_count)
+        bad = jnp.where(cooling, 0, bad)
+        reduce = bad > patience
+        lowered = jnp.maximum(s.scale * factor, floor)
+        # torch skips changes smaller than eps (in lr units) so the lr stops at a fixed point
+        scale = jnp.where(reduce & (unit * (s.scale - lowered) > eps), lowered, s.scale)
+        return ReduceOnPlateauState(
+            scale.astype(s.scale.dtype),
+            best,
+            jnp.where(reduce, 0, bad).astype(jnp.int32),
+            jnp.where(reduce, cooldown, cool).astype(jnp.int32),
+        )
+
+    return observe
+
+
+def check_plateau(where: str, mode: str, threshold_mode: str, **checks: tuple[Any, str]) -> None:
+    """The argument checks of ``reduce_on_plateau`` (and of torch's ReduceLROnPlateau)."""
+    if mode not in _MODES:
+        raise ValueError(f"{where}: mode={mode!r} is unknown; allowed: {_MODES}")
+    if threshold_mode not in _THRESHOLD_MODES:
+        raise ValueError(
+            f"{where}: threshold_mode={threshold_mode!r} is unknown; allowed: {_THRESHOLD_MODES}"
+        )
+    kit.check_ranges(where, **checks)
+
+
 def reduce_on_plateau(
     factor: float = 0.1,
     patience: int = 10,
@@ -80,21 +129,17 @@ def reduce_on_plateau(
     it only matters for ``eps``, which torch states in lr units.  torch's ``min_lr`` is
     ``min_scale = min_lr / base_lr``.  Defaults are torch's.
     torch: ``ReduceLROnPlateau(opt, mode, factor, patience, threshold, threshold_mode, cooldown,
-    min_lr, eps)`` (``from_torch(..., scheduler=("ReduceLROnPlateau", {...}))`` builds this);
+    min_lr, eps)`` (``from_torch(..., scheduler=("ReduceLROnPlateau", {...}))`` applies the same
+    rules, through ``plateau_observer``, to the lr it keeps in its state);
     optax: ``optax.contrib.reduce_on_plateau`` (different knobs: rtol/atol, no mode, averaging).
 
     ``update`` requires ``value=`` (a scalar); the state's fields are documented on
     ``ReduceOnPlateauState`` and readable with ``tree_get(state, "scale")``.
     """
-    if mode not in _MODES:
-        raise ValueError(f"reduce_on_plateau: mode={mode!r} is unknown; allowed: {_MODES}")
-    if threshold_mode not in _THRESHOLD_MODES:
-        raise ValueError(
-            f"reduce_on_plateau: threshold_mode={threshold_mode!r} is unknown; "
-            f"allowed: {_THRESHOLD_MODES}"
-        )
-    kit.check_ranges(
+    check_plateau(
         "reduce_on_plateau",
+        mode,
+        threshold_mode,
         factor=(factor, "[0, 1)"),
         patience=(patience, "[0, inf)"),
         threshold=(threshold, "[0, inf)"),
@@ -104,6 +149,9 @@ def reduce_on_plateau(
         base_lr=(base_lr, "(0, inf)"),
     )
     worst = jnp.inf if mode == "min" else -jnp.inf
+    _observe = plateau_observer(
+        factor, patience, threshold, threshold_mode, cooldown, min_scale, mode, eps, base_lr
+    )
 
     def init(params: Any) -> ReduceOnPlateauState:
         del params
@@ -121,25 +169,7 @@ def reduce_on_plateau(
         scaled = jax.tree.map(lambda x: (state.scale.astype(x.dtype) * x).astype(x.dtype), updates)
         return scaled, _observe(state, jnp.asarray(value).astype(state.best_value.dtype))
 
-    def _observe(s: ReduceOnPlateauState, value: jax.Array) -> ReduceOnPlateauState:
-        better = _is_better(value, s.best_value, mode, threshold_mode, threshold)
-        best = jnp.where(better, value, s.best_value)
-        bad = jnp.where(better, 0, s.plateau_count + 1)
-        cooling = s.cooldown_count > 0
-        cool = jnp.where(cooling, s.cooldown_count - 1, s.cooldown_count)
-        bad = jnp.where(cooling, 0, bad)
-        reduce = bad > patience
-        lowered = jnp.maximum(s.scale * factor, min_scale)
-        # torch skips changes smaller than eps (in lr units) so the lr stops at a fixed point
-        scale = jnp.where(reduce & (base_lr * (s.scale - lowered) > eps), lowered, s.scale)
-        return ReduceOnPlateauState(
-            scale.astype(s.scale.dtype),
-            best,
-            jnp.where(reduce, 0, bad).astype(jnp.int32),
-            jnp.where(reduce, cooldown, cool).astype(jnp.int32),
-        )
-
     return kit.block("reduce_on_plateau", step, init)
 
 
-__all__ = ["ReduceOnPlateauState", "reduce_on_plateau"]
+__all__ = ["ReduceOnPlateauState", "check_plateau", "plateau_observer", "reduce_on_plateau"]
