@@ -1,4 +1,4 @@
-"""Step-time benchmark: gradtx vs optax (and torch.optim foreach) on the same cases.
+"""Step-time benchmark: gradtx vs optax (and torch.optim, foreach and fused) on the same cases.
 
 Each case builds one jitted step ``(params, state, grads) -> (params, state)`` per library, with
 params and state donated, and times them alternately in one process (A, B, A, B, ...), so drifts in
@@ -8,8 +8,12 @@ memory-roofline estimate (bytes a step must move / measured triad bandwidth).
     python benchmarks/bench.py            # full run (~30 min on 2 cores)
     python benchmarks/bench.py --quick    # under a minute: adam and clip+adamw, 1M elements
     python benchmarks/bench.py --cases adam:big,adam:tiny --reps 15
+    python benchmarks/bench.py --long-tail --trees big,transformer   # adafactor, lamb, adopt
+    python benchmarks/bench.py --cases adam:big --torch               # + torch foreach and fused
 
-Results go to stdout as a markdown table (and to --json if given).
+Results go to stdout as markdown tables (and to --json if given): step times, compile times, XLA's
+temp memory, and the optimizer state's size (from ``jax.eval_shape(tx.init, params)``, so nothing
+is allocated) against optax's and against the params'.
 """
 
 from __future__ import annotations
@@ -82,18 +86,49 @@ OPTS: dict[str, Callable[[Any], Any]] = {
     "adam_bf16": lambda lib: lib.adam(1e-3, mu_dtype=jnp.float32),
     # float32 params, first moment stored in bfloat16 (optax has no nu_dtype): memory table only
     "adam_mu_bf16": lambda lib: lib.adam(1e-3, mu_dtype=jnp.bfloat16),
+    # the long tail (--long-tail), each at its defaults; both libraries spell them alike
+    "adafactor": lambda lib: lib.adafactor(1e-3),
+    "lamb": lambda lib: lib.lamb(1e-3),
+    "lars": lambda lib: lib.lars(1e-3),
+    "adan": lambda lib: lib.adan(1e-3),
+    "novograd": lambda lib: lib.novograd(1e-3),
+    "sm3": lambda lib: lib.sm3(1e-3),
+    "ademamix": lambda lib: lib.contrib.ademamix(1e-3),
+    "adopt": lambda lib: lib.contrib.adopt(1e-3),
 }
 PARAM_DTYPE = {"adam_bf16": jnp.bfloat16}  # default float32
+LONG_TAIL = ("adafactor", "lamb", "lars", "adan", "novograd", "sm3", "ademamix", "adopt")
+"""Timed only with ``--long-tail`` (or named in ``--cases``), and without the ``flatten`` variant:
+per-leaf rules (norms, factoring) are not element-wise, so packing leaves would change them."""
+LONG_TAIL_DEFAULT = ("adafactor", "lamb", "adopt")
+"""What a bare ``--long-tail`` times: factored second moments, a per-leaf trust ratio, and one of
+optax.contrib's methods (``--long-tail all`` times every one of ``LONG_TAIL``)."""
+
+
+def tree_bytes(tree: Tree) -> int:
+    """Bytes of every array (or ``ShapeDtypeStruct``) in ``tree``."""
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def param_shapes(shapes: list[tuple[int, ...]], dtype: Any) -> Tree:
+    """The params ``make_tree`` would build (same keys), as shapes only."""
+    return {f"p{i:05d}": jax.ShapeDtypeStruct(s, dtype) for i, s in enumerate(shapes)}
+
+
+def state_bytes(lib: Any, opt: str, shapes: list[tuple[int, ...]]) -> int:
+    """Bytes of ``lib``'s optimizer state for these params (``jax.eval_shape`` of ``init``:
+    nothing is allocated, so the full-size trees cost nothing to measure)."""
+    params = param_shapes(shapes, PARAM_DTYPE.get(opt, jnp.float32))
+    return tree_bytes(jax.eval_shape(OPTS[opt](lib).init, params))
 
 
 def step_bytes(opt: str, shapes: list[tuple[int, ...]]) -> int:
     """Bytes one step must move: read p, g and the state; write p and the state (at the dtypes
-    gradtx stores them in).  Clipping adds one more read of g (the norm)."""
-    dtype = PARAM_DTYPE.get(opt, jnp.float32)
-    params = jax.eval_shape(lambda: make_tree(shapes, dtype))
-    state = jax.eval_shape(OPTS[opt](gradtx).init, params)
-    p_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
-    s_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+    gradtx stores them in).  Clipping adds one more read of g (the norm).  For the per-leaf norm
+    rules of the long tail (lamb, lars, novograd, adafactor's clipping) this one-pass count is a
+    lower bound: the update's norm is known only after a first pass over the leaf."""
+    p_bytes = tree_bytes(param_shapes(shapes, PARAM_DTYPE.get(opt, jnp.float32)))
+    s_bytes = state_bytes(gradtx, opt, shapes)
     return (4 if opt.startswith("clip") else 3) * p_bytes + 2 * s_bytes
 
 
@@ -160,7 +195,10 @@ def build_floor(shapes: list[tuple[int, ...]], dtype: Any) -> Timed:
 
 
 def paired(
-    makers: dict[str, Callable[[], Timed]], reps: int, builds: int = 2, seconds: float = 0.5
+    makers: dict[str, Callable[[], Timed | TorchTimed]],
+    reps: int,
+    builds: int = 2,
+    seconds: float = 0.5,
 ) -> dict[str, tuple[float, float]]:
     """Times every variant against ``makers["optax"]``: ``{name: (median ms, median ratio)}``.
 
@@ -250,34 +288,78 @@ def peak_temp_bytes(lib: Any, opt: str, shapes: list[tuple[int, ...]], dtype: An
     return int(getattr(mem, "temp_size_in_bytes", -1))
 
 
-def torch_step_ms(opt: str, shapes: list[tuple[int, ...]], reps: int, n: int) -> float | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(2)
+# torch.optim's counterparts, same hyperparameters (torch's RMSprop ``alpha`` is optax's decay).
+# ``fused=True`` runs on CPU in torch 2.13 for Adam, AdamW and SGD (RMSprop has no fused form).
+# Fused SGD is left out: with nesterov it writes into ``p.grad`` (foreach does not), so steps
+# repeated over the same gradients, as timed here, are no longer the same computation.
+TORCH: dict[str, Callable[[Any, list, dict], Any]] = {
+    "adam": lambda optim, ps, kw: optim.Adam(ps, lr=1e-3, **kw),
+    "adamw": lambda optim, ps, kw: optim.AdamW(ps, lr=1e-3, weight_decay=1e-2, **kw),
+    "sgd_nesterov": lambda optim, ps, kw: optim.SGD(ps, lr=1e-2, momentum=0.9, nesterov=True, **kw),
+    "rmsprop": lambda optim, ps, kw: optim.RMSprop(ps, lr=1e-3, alpha=0.9, **kw),
+}
+TORCH_FUSED = ("adam", "adamw")
+TORCH_KEYS = ("torch", "torch_fused")
+
+
+@dataclass
+class TorchTimed:
+    """A torch.optim optimizer over float32 params with fixed gradients, timed like ``Timed``
+    (torch on CPU runs synchronously: a step is done when ``step()`` returns)."""
+
+    name: str
+    optimizer: Any
+    samples: list[float]
+
+    def run(self, n: int) -> None:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            self.optimizer.step()
+        self.samples.append((time.perf_counter() - t0) / n * 1e3)
+
+
+def build_torch(opt: str, shapes: list[tuple[int, ...]], fused: bool) -> TorchTimed:
+    """torch's ``opt`` with ``fused=True`` or ``foreach=True``, its state created by one step."""
+    import torch
+
     ps = [torch.nn.Parameter(torch.randn(s) * 0.01) for s in shapes]
     for p in ps:
         p.grad = torch.randn_like(p) * 0.01
-    makers = {
-        "adam": lambda: torch.optim.Adam(ps, lr=1e-3, foreach=True),
-        "adamw": lambda: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2, foreach=True),
-        "sgd_nesterov": lambda: torch.optim.SGD(
-            ps, lr=1e-2, momentum=0.9, nesterov=True, foreach=True
-        ),
-        "rmsprop": lambda: torch.optim.RMSprop(ps, lr=1e-3, alpha=0.9, foreach=True),
-    }
-    if opt not in makers:
-        return None
-    o = makers[opt]()
+    o = TORCH[opt](torch.optim, ps, {"fused": True} if fused else {"foreach": True})
     o.step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            o.step()
-        times.append((time.perf_counter() - t0) / n * 1e3)
-    return statistics.median(times)
+    return TorchTimed("torch_fused" if fused else "torch", o, [])
+
+
+def torch_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    torch.set_num_threads(2)  # the machine's two cores, as XLA uses them
+    return True
+
+
+def state_table(
+    opts: list[str], tree_shapes: list[list[tuple[int, ...]]], names: list[str]
+) -> list[dict[str, Any]]:
+    """Prints (and returns) each optimizer's state size on each tree: gradtx's, optax's, and
+    gradtx's as a multiple of the params' size."""
+    print(
+        "\n| optimizer | tree | params MB | gradtx state MB | optax state MB | gradtx/optax | "
+        "gradtx state / params |\n|---|---|---|---|---|---|---|"
+    )
+    rows = []
+    for opt in opts:
+        for name, shapes in zip(names, tree_shapes, strict=True):
+            p = tree_bytes(param_shapes(shapes, PARAM_DTYPE.get(opt, jnp.float32)))
+            g, o = state_bytes(gradtx, opt, shapes), state_bytes(optax, opt, shapes)
+            print(
+                f"| {opt} | {name} | {p / 2**20:.2f} | {g / 2**20:.3f} | {o / 2**20:.3f} | "
+                f"{g / o:.3f} | {g / p:.4f} |",
+                flush=True,
+            )
+            rows.append(dict(opt=opt, tree=name, params=p, gradtx=g, optax=o))
+    return rows
 
 
 FLAT_MAX = 2**16  # leaves up to 64K elements are packed; larger ones stay separate
@@ -299,11 +381,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="adam and clip+adamw at 1M elements (250 tiny leaves), short samples: under a minute",
     )
     ap.add_argument("--cases", default="", help="comma list of opt:tree (default: all)")
+    ap.add_argument(
+        "--long-tail",
+        nargs="?",
+        const=",".join(LONG_TAIL_DEFAULT),
+        default="",
+        metavar="NAMES",
+        help="time these (comma list, or 'all') instead of the core cases "
+        f"(default: {','.join(LONG_TAIL_DEFAULT)}; all: {','.join(LONG_TAIL)})",
+    )
+    ap.add_argument("--trees", default="", help=f"comma subset of {','.join(TREES)} (default: all)")
     ap.add_argument("--reps", type=int, default=0)
     ap.add_argument(
         "--builds", type=int, default=0, help="instances per variant (default 4 tiny, 2 else)"
     )
-    ap.add_argument("--torch", action="store_true", help="also time torch.optim (foreach)")
+    ap.add_argument(
+        "--torch",
+        action="store_true",
+        help="also time torch.optim, foreach and (adam, adamw) fused, paired with the others",
+    )
     ap.add_argument("--no-compile", action="store_true", help="skip the compile-time table")
     ap.add_argument("--no-memory", action="store_true", help="skip the temp-memory table")
     ap.add_argument("--json", default="", help="write results as JSON here")
@@ -312,16 +408,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     total = 2**20 if args.quick else 16 * 2**20
     reps = args.reps or (4 if args.quick else 12)
     seconds = 0.1 if args.quick else 0.5  # per timing sample
+    trees = args.trees.split(",") if args.trees else list(TREES)
     if args.cases:
         cases = [tuple(c.split(":")) for c in args.cases.split(",")]
+    elif args.long_tail:
+        long_tail = LONG_TAIL if args.long_tail == "all" else args.long_tail.split(",")
+        unknown = sorted(set(long_tail) - set(LONG_TAIL))
+        if unknown:
+            ap.error(f"--long-tail: unknown {unknown}; choose from {','.join(LONG_TAIL)}")
+        cases = [(o, t) for o in long_tail for t in trees]
     elif args.quick:
-        cases = [(o, t) for o in ("adam", "clip_adamw") for t in TREES]
+        cases = [(o, t) for o in ("adam", "clip_adamw") for t in trees]
     else:
         cases = [
             (o, t)
             for o in OPTS
-            if o != "adam_mu_bf16"  # memory table only
-            for t in TREES
+            if o != "adam_mu_bf16" and o not in LONG_TAIL  # memory table only; --long-tail
+            for t in trees
             if (o, t) != ("adam_bf16", "tiny")
         ]
 
@@ -330,27 +433,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
         f"triad bandwidth {bw:.1f} GB/s, {total / 2**20:.0f}M params per large case\n"
     )
+    with_torch = args.torch and torch_available()
     print(
         "| case | tree | leaves | gradtx ms | optax ms | gradtx/optax | roofline ms | "
-        "gradtx/roofline | flatten ms (/optax) | torch ms |"
+        "gradtx/roofline | flatten ms (/optax) | torch foreach ms (/optax) | "
+        "torch fused ms (/optax) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     results: dict[str, Any] = {"bandwidth_gbs": bw, "cases": []}
     for opt, tree in cases:
         shapes = TREES[tree](total)
         dtype = PARAM_DTYPE.get(opt, jnp.float32)
-        makers: dict[str, Callable[[], Timed]] = {
+        makers: dict[str, Callable[[], Timed | TorchTimed]] = {
             "optax": lambda: build(optax, opt, shapes, dtype),
             "gradtx": lambda: build(gradtx, opt, shapes, dtype),
         }
-        if len(shapes) > 1:  # the one-flag fast path for many leaves
+        if len(shapes) > 1 and opt not in LONG_TAIL:  # the one-flag fast path for many leaves
             makers["flatten"] = lambda: build(
                 gradtx, opt, shapes, dtype, lambda t: gradtx.flatten(t, FLAT_MAX)
             )
-        if tree == "tiny":  # params themselves kept packed: no per-leaf work in the step at all
+        if tree == "tiny" and opt not in LONG_TAIL:  # params kept packed: no per-leaf work
             makers["packed"] = lambda: build(gradtx, opt, shapes, dtype, packed=True)
         if tree == "tiny":  # the bare jit boundary: p - lr * g over the same leaves, no state
             makers["floor"] = lambda: build_floor(shapes, dtype)
+        if with_torch and opt in TORCH and dtype == jnp.float32:
+            makers["torch"] = lambda: build_torch(opt, shapes, fused=False)
+            if opt in TORCH_FUSED:
+                makers["torch_fused"] = lambda: build_torch(opt, shapes, fused=True)
         builds = args.builds or (4 if tree == "tiny" and not args.quick else 2)
         res = paired(makers, reps, builds, seconds)
         (ma, ratio), (mb, _) = res["gradtx"], res["optax"]
@@ -362,12 +471,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "floor" in res:
             fcol += f"; bare `p - lr*g` {res['floor'][0]:.3f} ({res['floor'][1]:.2f})"
         roof = step_bytes(opt, shapes) / (bw * 1e9) * 1e3
-        with_torch = args.torch and dtype == jnp.float32
-        tms = torch_step_ms(opt, shapes, 3, steps_for(ma, seconds)) if with_torch else None
-        tcol = f"{tms:.3f}" if tms is not None else "–"
+        tcols = [f"{res[k][0]:.3f} ({res[k][1]:.2f})" if k in res else "–" for k in TORCH_KEYS]
         print(
             f"| {opt} | {tree} | {len(shapes)} | {ma:.3f} | {mb:.3f} | {ratio:.2f} | "
-            f"{roof:.3f} | {ma / roof:.2f} | {fcol} | {tcol} |",
+            f"{roof:.3f} | {ma / roof:.2f} | {fcol} | {' | '.join(tcols)} |",
             flush=True,
         )
         results["cases"].append(
@@ -379,13 +486,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 optax_ms=mb,
                 ratio=ratio,
                 roofline_ms=roof,
-                torch_ms=tms,
+                torch_ms=res["torch"][0] if "torch" in res else None,
+                torch_fused_ms=res["torch_fused"][0] if "torch_fused" in res else None,
                 flatten=fcol,
                 variants={k: dict(ms=v[0], ratio_to_optax=v[1]) for k, v in res.items()},
             )
         )
 
-    if not args.no_compile:
+    if not args.no_compile and not args.long_tail:
         print(
             "\n| leaves | gradtx compile s | gradtx flatten compile s | optax compile s | "
             "ratio | flatten ratio |\n|---|---|---|---|---|---|"
@@ -402,13 +510,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 dict(leaves=n_leaves, gradtx=cg, gradtx_flatten=cf, optax=co)
             )
 
-    for opt in [] if args.no_memory else ["adam", "clip_adamw", "adam_mu_bf16"]:
-        if opt == "adam":
+    core = ["adam", "clip_adamw", "adam_mu_bf16"]
+    timed_tail = list(dict.fromkeys(o for o, _ in cases if o in LONG_TAIL))
+    temp_opts = [] if args.no_memory else (["adam", *timed_tail] if args.long_tail else core)
+    for i, opt in enumerate(temp_opts):
+        if i == 0:
             print("\n| case | gradtx temp MB | optax temp MB |\n|---|---|---|")
         shapes = tree_big(total)
         tg = peak_temp_bytes(gradtx, opt, shapes, jnp.float32) / 2**20
         to = peak_temp_bytes(optax, opt, shapes, jnp.float32) / 2**20
-        print(f"| {opt} big | {tg:.1f} | {to:.1f} |")
+        print(f"| {opt} big | {tg:.1f} | {to:.1f} |", flush=True)
+        results.setdefault("temp_mb", []).append(dict(opt=opt, gradtx=tg, optax=to))
+    if not args.no_memory:
+        state_opts = ["adam", *timed_tail] if args.long_tail else [*core, "adamw", "sgd_nesterov"]
+        results["state"] = state_table(state_opts, [TREES[t](total) for t in trees], trees)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return results

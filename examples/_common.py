@@ -1,15 +1,16 @@
-"""Plumbing shared by the examples: optimizer builders by name, the command line, a jitted
-training step over a Flax NNX model, the epoch loop, and figure/table output.
+"""Plumbing shared by the examples: optimizer builders by name, a jitted training step over a
+Flax NNX model, the epoch loop, and figure/table output.  The command line is in ``_cli``
+(standard library only, so that it is parsed before this module's heavy imports).
 
 Only the public ``gradtx`` API is used, so each example reads as user code.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,40 +66,13 @@ def build(name: str, learning_rate: float) -> gradtx.GradientTransformation:
     return BUILDERS[name](learning_rate)
 
 
-# --- command line -------------------------------------------------------------------------------
-
-
-def parser(
-    description: str, default_out: str, optimizers: Sequence[str]
-) -> argparse.ArgumentParser:
-    """The options every example shares; an example may add its own."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true", help="a few seconds' run (smoke test)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs / steps budget")
-    p.add_argument("--out", type=Path, default=Path(default_out), help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="seed for init, split and shuffling")
-    p.add_argument(
-        "--optimizers",
-        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-        default=list(optimizers),
-        help=f"comma-separated subset of: {','.join(optimizers)}",
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    return p
-
-
-def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None, known: Sequence[str]):
-    args = p.parse_args(argv)
-    unknown = [o for o in args.optimizers if o not in known]
-    if unknown:
-        p.error(f"unknown optimizer(s) {unknown}; choose from {list(known)}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    return args
-
-
 # --- training -----------------------------------------------------------------------------------
 
 LossFn = Callable[[nnx.Module, jax.Array, jax.Array], jax.Array]
+Metrics = Callable[[nnx.Module, Any], dict[str, jax.Array]]
+"""``metrics(model, data) -> {name: scalar}``, traceable; evaluated before training and after
+every epoch.  Pass a module-level function: it is a static argument of the compiled evaluation,
+so the same function is compiled once for every optimizer that uses it."""
 
 
 def init_model(make: Callable[[], nnx.Module]) -> tuple[nnx.GraphDef, Any]:
@@ -117,6 +91,15 @@ def make_train_step(graphdef: nnx.GraphDef, tx: gradtx.GradientTransformation, l
         return gradtx.apply_updates(params, updates), opt_state, loss
 
     return jax.jit(step, donate_argnums=(0, 1))
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _evaluate(graphdef: nnx.GraphDef, metrics: Metrics, params: Any, data: Any) -> dict:
+    return metrics(nnx.merge(graphdef, params), data)
+
+
+def _floats(values: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(dict(values)).items()}
 
 
 def epoch_batches(rng: np.random.Generator, n: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -155,7 +138,8 @@ def train(
     epochs: int,
     batch_size: int,
     seed: int,
-    evaluate: Callable[[nnx.GraphDef, Any], dict[str, float]],
+    metrics: Metrics,
+    metrics_data: Any,
     desc: str = "",
     progress: bool = True,
 ) -> tuple[Any, History]:
@@ -163,7 +147,7 @@ def train(
     final params and a History.  ``params`` is copied first (the step donates its buffers), so
     one initialisation can start several runs.
 
-    ``evaluate(graphdef, params)`` runs before training (epoch 0) and after every epoch.  The
+    ``metrics(model, metrics_data)`` runs before training (epoch 0) and after every epoch.  The
     step is compiled ahead of time so ``train_s`` measures training, not compilation.
     """
     from tqdm.auto import tqdm  # imported late: only the training loop needs it
@@ -172,7 +156,7 @@ def train(
     opt_state = tx.init(params)
     rng = np.random.default_rng(seed)
     hist = History()
-    hist.epochs.append({"epoch": 0, **evaluate(graphdef, params)})
+    hist.epochs.append({"epoch": 0, **_floats(_evaluate(graphdef, metrics, params, metrics_data))})
 
     t0 = time.perf_counter()
     idx = np.arange(batch_size)
@@ -191,10 +175,10 @@ def train(
         hist.train_s += time.perf_counter() - t0
         hist.steps += len(losses)
         hist.step_loss.extend(np.asarray(jax.device_get(losses), dtype=float).tolist())
-        metrics = evaluate(graphdef, params)
-        hist.epochs.append({"epoch": epoch, **metrics})
+        values = _floats(_evaluate(graphdef, metrics, params, metrics_data))
+        hist.epochs.append({"epoch": epoch, **values})
         bar.update(len(losses))
-        bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()})
+        bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()})
     bar.close()
     return params, hist
 

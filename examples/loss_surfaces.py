@@ -14,15 +14,40 @@ animated).  ``optimizer_path`` is the computation, usable on its own.
     python examples/loss_surfaces.py --quick    # fewer steps and frames
 """
 
+# ruff: noqa: E402  (the arguments are parsed before the heavy imports: an instant --help)
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
+
+from _cli import parse, parser
+
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
+QUICK_FRACTION = 4  # --quick runs 1/4 of the steps
+FIGSIZE, GIF_FIGSIZE, GIF_DPI, GIF_FRAMES = (12.0, 5.0), (9.0, 4.0), 60, 40
+
+
+def arguments(argv: Sequence[str] | argparse.Namespace | None) -> argparse.Namespace:
+    p = parser(
+        "loss_surfaces",
+        __doc__.splitlines()[0],
+        OPTIMIZERS,
+        epochs="steps on every surface (default: each surface's own, 800 on Rosenbrock and 150 "
+        f"on the saddle; 1/{QUICK_FRACTION} of those with --quick)",
+        quick=f"1/{QUICK_FRACTION} of the steps and GIF frames (smoke test)",
+        ignored={"--seed": "the paths are deterministic (fixed starting points, exact gradients)"},
+    )
+    return parse(p, argv)
+
+
+if __name__ == "__main__":
+    ARGS = arguments(None)  # --help and bad options answer here, before JAX loads
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import LABELS, build, colors, parse, parser, save_figure
+from _common import LABELS, build, colors, save_figure
 
 import gradtx
 
@@ -72,9 +97,6 @@ SURFACES: dict[str, Surface] = {
         {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "rmsprop": 0.01, "adam": 0.01},
     ),
 }
-OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
-QUICK_FRACTION = 4  # --quick runs 1/4 of the steps
-FIGSIZE, GIF_FIGSIZE, GIF_DPI, GIF_FRAMES = (12.0, 5.0), (9.0, 4.0), 60, 40
 
 
 def optimizer_path(
@@ -162,11 +184,10 @@ def plot_gif(paths: dict[str, dict[str, np.ndarray]], path, frames: int) -> None
     plt.close(fig)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, Any]:
     """Computes and draws the paths; returns ``{"paths": {surface: {name: (n, 2) array}},
     "png": Path, "gif": Path}``."""
-    p = parser(__doc__.splitlines()[0], "out/loss_surfaces", OPTIMIZERS)
-    args = parse(p, argv, OPTIMIZERS)
+    args = arguments(argv)
     divisor = QUICK_FRACTION if args.quick else 1
     paths = all_paths(args.optimizers, list(SURFACES), divisor, args.epochs)
     for key, by_name in paths.items():
@@ -182,4 +203,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -1,21 +1,58 @@
-"""A learning-rate sweep in one compiled step: 8 Adam learning rates, 8 models, one ``jax.vmap``.
+"""A learning-rate sweep in one compiled step: 8 learning rates, 8 models, one ``jax.vmap``.
 
+The swept optimizer is Adam unless ``--optimizers`` names another (one name).
 ``inject_hyperparams(gradtx.adam)`` keeps the learning rate in the optimizer state, so a batch of
 states holding different rates, vmapped together with a batch of parameter copies, trains every
 member of the sweep at once.  The problem is a small tanh MLP fitted to a noisy 1-D function in
 plain JAX.  Prints the final loss per learning rate and writes ``lr_sweep.png`` (loss curves).
 
     python examples/lr_sweep.py                  # 2,000 steps, writes ./out/lr_sweep/lr_sweep.png
-    python examples/lr_sweep.py --quick --out /tmp/sweep
+    python examples/lr_sweep.py --quick          # 200 steps, writes ./out/quick/lr_sweep/
+    python examples/lr_sweep.py --optimizers lion --epochs 500 --out /tmp/sweep
 """
 
+# ruff: noqa: E402  (the arguments are parsed before the heavy imports: an instant --help)
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _cli, also when loaded by file path
+from _cli import parse, parser
+
+# The optimizers whose learning rate can be swept: name -> (factory, label, other arguments)
+SWEEPABLE = {
+    "adam": ("adam", "Adam", {}),
+    "adamw": ("adamw", "AdamW", {"weight_decay": 1e-2}),
+    "sgd": ("sgd", "SGD", {}),
+    "momentum": ("sgd", "Momentum", {"momentum": 0.9}),
+    "rmsprop": ("rmsprop", "RMSProp", {}),
+    "lion": ("lion", "Lion", {}),
+}
+STEPS, QUICK_STEPS = 2000, 200
+
+
+def arguments(argv: Sequence[str] | argparse.Namespace | None) -> argparse.Namespace:
+    p = parser(
+        "lr_sweep",
+        __doc__.splitlines()[0],
+        list(SWEEPABLE),
+        default_optimizers=["adam"],
+        epochs=f"training steps (full batch; default {STEPS}, {QUICK_STEPS} with --quick)",
+        quick=f"{QUICK_STEPS} steps instead of {STEPS}",
+    )
+    args = parse(p, argv)
+    if len(args.optimizers) != 1:
+        p.error("lr_sweep sweeps one optimizer's learning rate: give one name to --optimizers")
+    return args
+
+
+if __name__ == "__main__":
+    ARGS = arguments(None)  # --help and bad options answer here, before JAX loads
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +66,6 @@ matplotlib.use("Agg")  # write files only, never open a window
 
 import matplotlib.pyplot as plt
 
-SEED = 0
 DPI = 100
 LEARNING_RATES = np.logspace(-4, 0, 8)  # 1e-4 ... 1
 
@@ -62,12 +98,15 @@ def mse(params: list[dict[str, jax.Array]], x: jax.Array, y: jax.Array) -> jax.A
     return jnp.mean((out - y) ** 2)
 
 
-def sweep(steps: int, learning_rates: np.ndarray) -> dict[str, Any]:
+def sweep(
+    steps: int, learning_rates: np.ndarray, seed: int = 0, optimizer: str = "adam"
+) -> dict[str, Any]:
     """Trains one model per learning rate, all from the same initial weights, in one program."""
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     x, y = make_data(rng)
     params = init_mlp(rng)
-    tx = inject_hyperparams(gradtx.adam)(learning_rate=1e-3)
+    factory, _, kwargs = SWEEPABLE[optimizer]
+    tx = inject_hyperparams(getattr(gradtx, factory))(learning_rate=1e-3, **kwargs)
 
     def train(lr):
         # same initial weights for every member; only the stored learning rate differs
@@ -89,10 +128,11 @@ def sweep(steps: int, learning_rates: np.ndarray) -> dict[str, Any]:
         "losses": np.asarray(losses),  # (members, steps), the loss before each step
         "final_loss": np.asarray(final),
         "initial_loss": float(losses[0, 0]),
+        "optimizer": optimizer,
     }
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
+def plot(result: dict[str, Any], path) -> None:
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), dpi=DPI)
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(result["learning_rates"])))
     for lr, curve, c in zip(result["learning_rates"], result["losses"], colors, strict=True):
@@ -102,20 +142,18 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3, which="both")
     bx.plot(result["learning_rates"], result["final_loss"], "o-")
     bx.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final train MSE")
-    bx.set_title("final loss vs learning rate (Adam)")
+    bx.set_title(f"final loss vs learning rate ({SWEEPABLE[result['optimizer']][1]})")
     bx.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 steps instead of 2,000")
-    parser.add_argument("--out", type=Path, default=Path("out/lr_sweep"), help="output folder")
-    args = parser.parse_args(argv)
-    result = sweep(200 if args.quick else 2000, LEARNING_RATES)
-    args.out.mkdir(parents=True, exist_ok=True)
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, Any]:
+    """Runs the sweep; returns ``sweep``'s dict (learning rates, loss curves, final losses)."""
+    args = arguments(argv)
+    steps = args.epochs or (QUICK_STEPS if args.quick else STEPS)
+    result = sweep(steps, LEARNING_RATES, args.seed, args.optimizers[0])
     path = args.out / "lr_sweep.png"
     plot(result, path)
     print(f"initial loss {result['initial_loss']:.4f}")
@@ -127,4 +165,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -7,23 +7,41 @@ four.  Writes ``regression.png`` with the per-step minibatch losses.
     python examples/regression.py --quick    # 2 epochs
 """
 
+# ruff: noqa: E402  (the arguments are parsed before the heavy imports: an instant --help)
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from _common import LABELS, History, build, colors, init_model, parse, parser, save_figure, train
-from flax import nnx
+from _cli import parse, parser
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 LEARNING_RATE = 0.01
 N_POINTS, NOISE, BATCH_SIZE = 1000, 0.1, 32
 EPOCHS, QUICK_EPOCHS = 12, 2
 FIGSIZE = (8.0, 4.5)
+
+
+def arguments(argv: Sequence[str] | argparse.Namespace | None) -> argparse.Namespace:
+    p = parser(
+        "regression",
+        __doc__.splitlines()[0],
+        OPTIMIZERS,
+        epochs=f"training epochs (default {EPOCHS}, {QUICK_EPOCHS} with --quick)",
+        quick=f"{QUICK_EPOCHS} epochs: seconds (smoke test)",
+    )
+    return parse(p, argv)
+
+
+if __name__ == "__main__":
+    ARGS = arguments(None)  # --help and bad options answer here, before JAX loads
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _common import LABELS, History, build, colors, init_model, save_figure, train
+from flax import nnx
 
 
 class Net(nnx.Module):
@@ -49,9 +67,9 @@ def mse(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.mean((model(x) - y) ** 2)
 
 
-@partial(jax.jit, static_argnums=0)
-def _full_loss(graphdef, params, x, y) -> jax.Array:
-    return mse(nnx.merge(graphdef, params), x, y)
+def metrics(model: nnx.Module, data: tuple[np.ndarray, np.ndarray]) -> dict[str, jax.Array]:
+    """The loss over all the points."""
+    return {"loss": mse(model, *data)}
 
 
 def plot(results: dict[str, History], path) -> None:
@@ -67,16 +85,13 @@ def plot(results: dict[str, History], path) -> None:
     save_figure(fig, path)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, Any]:
     """Runs the demo; returns ``{"results": {name: History}, "png": Path}``.  Each History's
     ``epochs`` holds the full-data loss before training and after every epoch."""
-    args = parse(parser(__doc__.splitlines()[0], "out/regression", OPTIMIZERS), argv, OPTIMIZERS)
+    args = arguments(argv)
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
     x, y = make_data(args.seed)
     init = init_model(lambda: Net(nnx.Rngs(args.seed)))
-
-    def evaluate(graphdef, params) -> dict[str, float]:
-        return {"loss": float(_full_loss(graphdef, params, x, y))}
 
     results = {}
     for name in args.optimizers:
@@ -89,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             epochs=epochs,
             batch_size=BATCH_SIZE,
             seed=args.seed,
-            evaluate=evaluate,
+            metrics=metrics,
+            metrics_data=(x, y),
             desc=f"{LABELS[name]:>8}",
             progress=not args.no_progress,
         )
@@ -102,4 +118,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

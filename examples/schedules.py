@@ -4,15 +4,42 @@ Each panel is a schedule evaluated at steps 0..N-1 (N = 1,000; 200 with ``--quic
 in one jitted call.  The onecycle panels also show the matching momentum cycle on a second axis.
 
     python examples/schedules.py                 # writes ./out/schedules/schedules.png
-    python examples/schedules.py --quick --out /tmp/sched
+    python examples/schedules.py --quick         # writes ./out/quick/schedules/schedules.png
+    python examples/schedules.py --epochs 5000 --out /tmp/sched
 """
 
+# ruff: noqa: E402  (the arguments are parsed before the heavy imports: an instant --help)
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _cli, also when loaded by file path
+from _cli import parse, parser
+
+STEPS, QUICK_STEPS = 1000, 200
+
+
+def arguments(argv: Sequence[str] | argparse.Namespace | None) -> argparse.Namespace:
+    p = parser(
+        "schedules",
+        __doc__.splitlines()[0],
+        ["none"],
+        epochs=f"steps N each schedule is drawn over (default {STEPS}, {QUICK_STEPS} with --quick)",
+        quick=f"{QUICK_STEPS} steps instead of {STEPS}",
+        ignored={
+            "--optimizers": "this example draws schedules; no optimizer runs",
+            "--seed": "schedules are deterministic",
+        },
+    )
+    return parse(p, argv)
+
+
+if __name__ == "__main__":
+    ARGS = arguments(None)  # --help and bad options answer here, before JAX loads
 
 import jax
 import jax.numpy as jnp
@@ -114,15 +141,12 @@ def plot(lrs: dict[str, np.ndarray], moms: dict[str, np.ndarray], path: Path) ->
     plt.close(fig)
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 steps instead of 1,000")
-    parser.add_argument("--out", type=Path, default=Path("out/schedules"), help="output folder")
-    args = parser.parse_args(argv)
-    n = 200 if args.quick else 1000
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> Path:
+    """Draws every schedule; returns the figure's path."""
+    args = arguments(argv)
+    n = args.epochs or (QUICK_STEPS if args.quick else STEPS)
     lrs = evaluate(catalogue(n), n)
     moms = {name: lrs.pop(f"momentum {name}") for name in momenta(n)}
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "schedules.png"
     plot(lrs, moms, path)
     for name, values in lrs.items():
@@ -132,4 +156,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

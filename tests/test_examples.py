@@ -1,9 +1,15 @@
-"""The examples run end to end (in quick mode, in this process) and show what they claim to."""
+"""The examples run end to end (in quick mode, in this process) and show what they claim to; their
+shared command line answers ``--help`` before the heavy imports and routes ``--quick`` output to its
+own folder."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +21,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import _common
 import compare_optimizers
 import loss_surfaces
+import lr_sweep
 import regression
+import schedules
+
+_flags = os.environ.get("XLA_FLAGS")
+import data_parallel  # noqa: E402  (it adds 8 simulated devices to XLA_FLAGS for child processes)
+
+if _flags is None:  # JAX is already up in this process; keep the flag from leaking to others
+    os.environ.pop("XLA_FLAGS", None)
+else:
+    os.environ["XLA_FLAGS"] = _flags
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MODULES = {
+    m.__name__: m
+    for m in (compare_optimizers, regression, loss_surfaces, lr_sweep, schedules, data_parallel)
+}
+HEAVY = ("jax", "flax", "matplotlib", "sklearn", "gradtx", "numpy")
 
 
 def expected_size(figsize: tuple[float, float], dpi: float) -> tuple[int, int]:
@@ -132,3 +155,120 @@ def test_loss_surfaces_images(surfaces):
     frames = loss_surfaces.GIF_FRAMES // loss_surfaces.QUICK_FRACTION
     gif_size = expected_size(loss_surfaces.GIF_FIGSIZE, loss_surfaces.GIF_DPI)
     assert_image(surfaces["gif"], gif_size, frames=frames)
+
+
+# --- the shared command line --------------------------------------------------------------------
+
+
+def test_every_example_is_listed():
+    scripts = {p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")}
+    assert scripts == set(MODULES)
+
+
+HELP_PROBE = """
+import runpy, sys, time
+sys.argv = [{path!r}, "--help"]
+sys.path.insert(0, {folder!r})
+t0 = time.perf_counter()
+try:
+    runpy.run_path({path!r}, run_name="__main__")
+except SystemExit as e:
+    assert e.code == 0, e.code
+print(time.perf_counter() - t0)
+print(",".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_help_is_instant_and_imports_nothing_heavy(name):
+    """``--help`` answers before JAX, Flax or matplotlib load (they took 5-8 s before): nothing
+    heavy in ``sys.modules`` afterwards, and the whole interpreter run is well under 2 s."""
+    path = str(EXAMPLES / f"{name}.py")
+    probe = HELP_PROBE.format(path=path, folder=str(EXAMPLES), heavy=HEAVY)
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    wall = time.perf_counter() - t0
+    *help_text, seconds, loaded = out.stdout.splitlines()
+    assert loaded == "", f"--help of {name} imported {loaded}"
+    assert float(seconds) < 1.0 and wall < 2.0, (seconds, wall)
+    text = "\n".join(help_text)
+    for flag in ("--epochs", "--optimizers", "--seed", "--out", "--quick"):
+        assert flag in text, (name, flag)
+    assert "out/quick/" in text  # where --quick writes, said in --help
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_uniform_flags_and_default_folders(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    module = MODULES[name]
+    argv = ["--epochs", "3", "--seed", "7", "--no-progress"]
+    full = module.arguments(argv)
+    quick = module.arguments([*argv, "--quick"])
+    assert full.epochs == quick.epochs == 3 and full.seed == 7
+    assert full.out == Path("out") / full.example and (tmp_path / full.out).is_dir()
+    assert quick.out == Path("out") / "quick" / full.example  # never the full run's folder
+    assert module.arguments(["--out", "elsewhere"]).out == Path("elsewhere")
+    with pytest.raises(SystemExit):
+        module.arguments(["--epochs", "three"])
+
+
+def test_quick_selects_fewer_optimizers_for_compare():
+    quick = compare_optimizers.arguments(["--quick", "--out", "/tmp/unused"])
+    full = compare_optimizers.arguments(["--out", "/tmp/unused"])
+    assert quick.optimizers == list(compare_optimizers.QUICK_OPTIMIZERS)
+    assert full.optimizers == list(compare_optimizers.LEARNING_RATES)
+    assert len(quick.optimizers) <= 4
+
+
+def test_an_ignored_flag_is_accepted_and_reported(tmp_path, capsys):
+    args = schedules.arguments(["--seed", "3", "--optimizers", "adam", "--out", str(tmp_path)])
+    assert args.seed == 3
+    said = capsys.readouterr().out
+    assert "--seed is ignored by schedules" in said and "--optimizers is ignored" in said
+    loss_surfaces.arguments(["--seed", "1", "--out", str(tmp_path)])
+    assert "--seed is ignored by loss_surfaces" in capsys.readouterr().out
+
+
+def test_lr_sweep_takes_one_optimizer(tmp_path):
+    assert lr_sweep.arguments(["--out", str(tmp_path)]).optimizers == ["adam"]
+    with pytest.raises(SystemExit):
+        lr_sweep.arguments(["--optimizers", "adam,sgd", "--out", str(tmp_path)])
+
+
+# --- quick runs write their files ---------------------------------------------------------------
+
+
+def test_schedules_quick_writes_to_the_quick_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = schedules.main(["--quick", "--epochs", "40"])
+    assert path == Path("out/quick/schedules/schedules.png")
+    assert (tmp_path / path).is_file() and not (tmp_path / "out/schedules").exists()
+    with Image.open(tmp_path / path) as im:
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20
+
+
+def test_lr_sweep_other_optimizer_and_seed(tmp_path):
+    res = lr_sweep.main(
+        ["--optimizers", "momentum", "--epochs", "30", "--seed", "1", "--out", str(tmp_path)]
+    )
+    assert res["optimizer"] == "momentum" and res["losses"].shape == (8, 30)
+    assert (tmp_path / "lr_sweep.png").is_file()
+
+
+def test_data_parallel_writes_figure_and_summary_to_the_default_folder(tmp_path, monkeypatch):
+    """In this process JAX already runs on one device, which the example accepts; the 8-device
+    run is ``tests/test_parallel.py``'s."""
+    monkeypatch.chdir(tmp_path)
+    summary = data_parallel.main(["--quick", "--epochs", "20", "--optimizers", "adamw,sgd"])
+    folder = tmp_path / "out/quick/data_parallel"
+    saved = json.loads((folder / "summary.json").read_text())
+    assert saved["steps"] == 20 and saved["optimizer"] == "adamw"
+    assert set(saved["runs"]) == {"adamw", "sgd"}
+    for run in saved["runs"].values():
+        assert len(run["losses"]) == 20 and run["losses"][-1] < run["losses"][0]
+    assert summary["png"] == Path("out/quick/data_parallel/data_parallel.png")
+    assert_image(
+        folder / "data_parallel.png", expected_size(data_parallel.FIGSIZE, data_parallel.DPI)
+    )
