@@ -127,12 +127,22 @@ def inject_hyperparams(
       least float32, where optax keeps bfloat16 and rounds ``b2 = 0.999`` to 1) and read back
       on every update, so ``tree_set(state, name=value)`` takes effect at the next
       step;
-    - a callable: a schedule ``step -> value``, handed to the factory as it is (so it is
-      evaluated exactly where the unwrapped optimizer evaluates it), and its value at the
+    - a callable: a schedule ``step -> value``, handed to a gradtx factory as it is (so it is
+      evaluated exactly where the unwrapped optimizer evaluates it; a foreign factory, e.g.
+      optax's, gets its value at the step counter, as optax does), and its value at the
       optimizer's step counter recorded in ``state.hyperparams[name]`` for logging; setting that
       entry has no effect;
+    - a stateful schedule (``init``/``update``/``__call__``, e.g. optax's or gradtx's
+      ``WrappedSchedule``): the optimizer is ``inject_stateful_hyperparams(inner_factory)``'s,
+      as optax's ``inject_hyperparams`` takes them too;
     - static (passed to the factory unchanged): everything else, and the names in
       ``static_args``.
+
+    A schedule may come from anywhere: gradtx's or optax's schedule functions, a lambda, a
+    ``functools.partial``.  It is called with the step as the default integer type (int64
+    under x64; see ``kit.resolve``) where optax passes int32, so under x64 a schedule whose
+    arithmetic follows the step's dtype (optax's schedule functions, ``step / 3``) is exact
+    in float64 here and rounded to float32 in optax: the values differ in the 8th digit.
 
     Which arguments are hyperparameters is declared, not guessed: a gradtx factory annotates
     each one with a ``kit`` type (``learning_rate: kit.Rate``, ``b1: kit.Decay``) and only those
@@ -159,11 +169,23 @@ def inject_hyperparams(
             f"{list(signature.parameters)}"
         )
     declared = declared_hyperparams(inner_factory)
+    foreign = not getattr(inner_factory, "__gradtx_validated__", False)
 
     @functools.wraps(inner_factory)
     def build(*args: Any, **kwargs: Any) -> GradientTransformation:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
+        # a stateful schedule (optax's ``WrappedSchedule``, an ``init``/``update``/``__call__``
+        # object) is optax's other kind of hyperparameter: hand the whole call to the stateful
+        # form (imported here: it builds on this module)
+        from gradtx import stateful_hyperparams as stateful
+
+        if any(
+            n not in static and stateful.is_stateful_schedule(v) for n, v in bound.arguments.items()
+        ):
+            return stateful.inject_stateful_hyperparams(
+                inner_factory, static_args, hyperparam_dtype
+            )(*args, **kwargs)
         fixed, numeric, schedules = {}, {}, {}
         for name, value in bound.arguments.items():
             param = signature.parameters[name]
@@ -192,6 +214,8 @@ def inject_hyperparams(
             return {n: _as_stored(v, dtypes[n]) for n, v in values.items()}
 
         def inner(values: dict[str, jax.Array]) -> GradientTransformation:
+            if foreign:  # optax's factories take numbers: the values at this step, as optax
+                return chain(inner_factory(**fixed, **values))
             # schedules go in as themselves: the factory evaluates them where it always does
             # (schedule_free reads its learning rate one step ahead), so nothing shifts
             numbers = {n: v for n, v in values.items() if n not in schedules}

@@ -317,12 +317,24 @@ def zero_nans() -> GradientTransformation:
 # --- lookahead -----------------------------------------------------------------------------------
 
 
+@kit.one_counter("steps_since_sync")
 class LookaheadState(NamedTuple):
-    """``slow``: the slow parameters (evaluate with these); ``fast_state``: the fast optimizer's
-    ``ChainState``."""
+    """``fast_state``: the fast optimizer's ``ChainState``; ``slow``: the slow parameters
+    (evaluate with these) when the params are plain, ``None`` when they are a
+    ``LookaheadParams(fast, slow)`` pair that carries them.
 
-    slow: Tree
+    optax: ``optax.LookaheadState(fast_state, steps_since_sync)``; its spelling constructs the
+    pair form here (``steps_since_sync`` is dropped: it is the chain's count modulo
+    ``sync_period``)."""
+
     fast_state: Any
+    slow: Tree = None
+
+
+def _is_lookahead_pair(tree: Any) -> bool:
+    """Whether ``tree`` is optax's ``LookaheadParams(fast, slow)`` (gradtx's or optax's class:
+    any NamedTuple with exactly those fields)."""
+    return isinstance(tree, tuple) and getattr(tree, "_fields", None) == ("fast", "slow")
 
 
 def lookahead(
@@ -333,28 +345,59 @@ def lookahead(
 ) -> GradientTransformation:
     """Lookahead (Zhang et al. 2019): ``k = sync_period`` fast steps, then one slow step.
 
-    The params you train are the *fast* weights; the slow weights ``φ`` live in the state
-    (``slow_params(state)``, initialised to a copy of the params).  With ``u`` the fast
-    optimizer's update at params ``θ``: on steps ``t`` not divisible by ``k`` the update is ``u``;
-    on every ``k``-th step ``φ <- φ + α (θ + u - φ)`` and the update is ``φ_new - θ``, so the
-    params land on the new slow weights (up to one rounding of ``θ + (φ_new - θ)``).
-    ``α = slow_step_size`` (may be a schedule of the step).  ``reset_state`` re-initialises the
-    fast optimizer (and its counter) at each sync.  ``update`` needs ``params``; apply the
-    updates unchanged.
+    With ``u`` the fast optimizer's update at the fast weights ``θ``: on steps ``t`` not
+    divisible by ``k`` the fast weights move by ``u``; on every ``k``-th step the slow weights
+    move, ``φ <- φ + α (θ + u - φ)``, and the fast weights land on them, ``θ <- φ`` (up to one
+    rounding of ``θ + (φ_new - θ)``).  ``α = slow_step_size`` (may be a schedule of the step).
+    ``reset_state`` re-initialises the fast optimizer (and its counter) at each sync.
+    ``update`` needs ``params``; apply the updates unchanged.  Two ways to hold the weights:
 
-    optax: ``optax.lookahead``, which instead keeps ``LookaheadParams(fast, slow)`` as the params;
-    here ``params`` are plain and ``params.slow`` becomes ``slow_params(state)``.
+    - plain params (gradtx's form): the params you train are the fast weights and the slow
+      ones live in the state (``slow_params(state)``, initialised to a copy of the params);
+    - optax's form: the params are ``LookaheadParams(fast, slow)`` (``LookaheadParams.
+      init_synced(params)``, gradtx's or optax's class), the gradients are taken at
+      ``params.fast`` and passed as a plain tree, and the update is a ``LookaheadParams`` of
+      the fast and slow moves, so ``apply_updates`` advances both and ``params.slow`` is read
+      for evaluation.  The state then holds no copy (``slow`` is ``None``).
+
+    Both forms compute the same weights; ``init`` decides which one a state is for.
+    optax: ``optax.lookahead`` (optax's form only; its fast update is written
+    ``u - (1 - α)(θ + u - φ)``, the same move rounded differently).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import gradtx
+        >>> opt = gradtx.lookahead(gradtx.sgd(0.5), sync_period=2, slow_step_size=0.5)
+        >>> params = gradtx.LookaheadParams.init_synced(jnp.array([1.0]))
+        >>> state = opt.init(params)
+        >>> for _ in range(2):
+        ...     grads = 2 * params.fast  # the gradient of p^2, at the fast weights
+        ...     updates, state = opt.update(grads, state, params)
+        ...     params = gradtx.apply_updates(params, updates)
+        ...     print(params.fast, params.slow)  # synced at the second step
+        [0.] [1.]
+        [0.5] [0.5]
     """
     sync_period = _whole("lookahead", "sync_period", sync_period)
     kit.check_ranges("lookahead", slow_step_size=(slow_step_size, "[0, 1]"))
     tx = _own_counter(fast_optimizer)
 
     def init(params):
+        if _is_lookahead_pair(params):
+            return LookaheadState(tx.init(params.fast))
         slow = jax.tree.map(jnp.array, params)  # a copy, not an alias of the caller's buffers
-        return LookaheadState(slow, tx.init(params))
+        return LookaheadState(tx.init(params), slow)
 
     def step(updates, state, params, h):
-        u, fast = tx.update(updates, state.fast_state, params, **h.extra)
+        pair = _is_lookahead_pair(params)
+        if pair != (state.slow is None):
+            made, given = ("LookaheadParams", "plain") if pair else ("plain", "LookaheadParams")
+            raise ValueError(
+                f"lookahead: update got {made} params but the state was initialised with "
+                f"{given} params; pass the same kind of params to init and update"
+            )
+        fast_params, slow = (params.fast, params.slow) if pair else (params, state.slow)
+        u, fast = tx.update(updates, state.fast_state, fast_params, **h.extra)
         sync = (h.count + 1) % sync_period == 0
         alpha = h.slow_step_size
 
@@ -363,10 +406,13 @@ def lookahead(
             s_new = jnp.where(sync, s + a * (p + u_ - s), s).astype(s.dtype)
             return jnp.where(sync, s_new - p, u_).astype(u_.dtype), s_new
 
-        out, slow = kit.leafwise("lookahead", leaf, 2, u, params, state.slow)
+        out, slow_new = kit.leafwise("lookahead", leaf, 2, u, fast_params, slow)
         if reset_state:
-            fast = _pick(sync, tx.init(params), fast)
-        return out, LookaheadState(slow, fast)
+            fast = _pick(sync, tx.init(fast_params), fast)
+        if not pair:
+            return out, LookaheadState(fast, slow_new)
+        moved = jax.tree.map(lambda n, o: (n - o).astype(o.dtype), slow_new, slow)
+        return type(params)(fast=out, slow=moved), LookaheadState(fast)
 
     return kit.block(
         "lookahead", step, init, hyper={"slow_step_size": slow_step_size}, needs_params=True
@@ -374,7 +420,8 @@ def lookahead(
 
 
 def slow_params(state: Any) -> Tree:
-    """The slow weights of a ``lookahead`` optimizer's state (use them for evaluation)."""
+    """The slow weights of a ``lookahead`` optimizer's state (use them for evaluation); ``None``
+    when the params are a ``LookaheadParams`` pair (read ``params.slow`` then)."""
     return tree_get(state, "slow")
 
 

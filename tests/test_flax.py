@@ -182,6 +182,112 @@ def test_mask_function_on_nnx_state_decays_only_matrices():
     assert not np.allclose(after["out"]["kernel"], before["out"]["kernel"], rtol=1e-4)
 
 
+# --- hyperparameters under nnx.Optimizer ---------------------------------------------------------
+
+TRACES: list[int] = []
+
+
+@nnx.jit
+def counted_step(model: MLP, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
+    TRACES.append(1)  # runs when nnx.jit traces, not when it replays the compiled step
+    loss, grads = nnx.value_and_grad(mse)(model, x, y)
+    optimizer.update(model, grads)
+    return loss
+
+
+def _set_lr(optimizer: nnx.Optimizer, lr: float, how: str) -> None:
+    if how == "tree_set":
+        optimizer.opt_state = gradtx.tree_set(optimizer.opt_state, learning_rate=lr)
+    elif how == "setitem":  # optax users' nnx spelling
+        optimizer.opt_state.hyperparams["learning_rate"][...] = lr
+    else:
+        entry = optimizer.opt_state.hyperparams["learning_rate"]
+        entry.set_value(jnp.asarray(lr, entry.dtype))
+
+
+@cache
+def optax_lr_changed_reference() -> list:
+    """optax's injected Adam under nnx: 2 steps at 1e-2, then 2 at 3e-3 (set as optax users do)."""
+    model = fresh_model()
+    optimizer = nnx.Optimizer(
+        model, optax.inject_hyperparams(optax.adam)(learning_rate=1e-2), wrt=nnx.Param
+    )
+    traj = [nnx_step(model, optimizer, X, Y) and leaves(model) for _ in range(2)]
+    optimizer.opt_state.hyperparams["learning_rate"][...] = 3e-3
+    return traj + [nnx_step(model, optimizer, X, Y) and leaves(model) for _ in range(2)]
+
+
+@pytest.mark.parametrize("how", ["tree_set", "setitem", "set_value"])
+def test_learning_rate_set_under_nnx_optimizer_keeps_variable_and_compiled_step(how):
+    """Setting the injected learning rate between ``nnx.jit`` steps, with ``gradtx.tree_set`` or
+    optax users' ``opt_state.hyperparams[...]`` idioms: the entry stays a Flax variable (readable
+    with ``[...]``/``.value``), the next step is not retraced, and the trajectory is optax's."""
+    tx = gradtx.inject_hyperparams(gradtx.adam)(learning_rate=1e-2)
+    model = fresh_model()
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    entry_type = type(optimizer.opt_state.hyperparams["learning_rate"])
+    assert issubclass(entry_type, nnx.Variable)
+    TRACES.clear()
+    traj = []
+    for _ in range(2):
+        counted_step(model, optimizer, X, Y)
+        traj.append(leaves(model))
+    _set_lr(optimizer, 3e-3, how)
+    entry = optimizer.opt_state.hyperparams["learning_rate"]
+    assert type(entry) is entry_type  # not a bare float
+    assert entry[...].dtype == F64 and float(entry[...]) == 3e-3
+    assert float(gradtx.tree_get(optimizer.opt_state, "learning_rate")[...]) == 3e-3
+    for _ in range(2):
+        counted_step(model, optimizer, X, Y)
+        traj.append(leaves(model))
+    assert len(TRACES) == 1, "setting the learning rate retraced the step"
+    assert float(optimizer.opt_state.hyperparams["learning_rate"].value) == 3e-3
+    assert_same_trajectory(traj, optax_lr_changed_reference())
+
+
+@nnx.jit
+def step_at_rate(model: MLP, optimizer: nnx.Optimizer, lr: jax.Array) -> jax.Array:
+    optimizer.opt_state.hyperparams["learning_rate"][...] = lr  # written inside the step
+    grads = nnx.grad(mse)(model, X, Y)
+    optimizer.update(model, grads)
+    return optimizer.opt_state.hyperparams["learning_rate"][...]
+
+
+def test_learning_rate_written_inside_nnx_jit_as_optax_users_do():
+    runs = {}
+    for lib in (gradtx, optax):
+        model = fresh_model()
+        optimizer = nnx.Optimizer(
+            model, lib.inject_hyperparams(lib.adam)(learning_rate=1e-2), wrt=nnx.Param
+        )
+        used = [float(step_at_rate(model, optimizer, jnp.asarray(lr))) for lr in (1e-2, 3e-3)]
+        runs[lib.__name__] = used, leaves(model)
+    assert runs["gradtx"][0] == runs["optax"][0] == [1e-2, 3e-3]
+    assert_same_trajectory([runs["gradtx"][1]], [runs["optax"][1]])
+
+
+def test_learning_rate_sweep_under_nnx_reuses_one_compiled_step():
+    """One ``tx`` object, a fresh ``nnx.Optimizer`` per rate, the rate set with ``tree_set``:
+    one trace for the whole sweep, and each run is the run built with that rate."""
+    tx = gradtx.inject_hyperparams(gradtx.adam)(learning_rate=1e-2)
+    TRACES.clear()
+    finals = {}
+    for lr in (1e-2, 3e-2):
+        model = fresh_model()
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        optimizer.opt_state = gradtx.tree_set(optimizer.opt_state, learning_rate=lr)
+        for _ in range(3):
+            counted_step(model, optimizer, X, Y)
+        finals[lr] = leaves(model)
+    assert len(TRACES) == 1
+    model = fresh_model()
+    plain = nnx.Optimizer(model, gradtx.adam(3e-2), wrt=nnx.Param)
+    for _ in range(3):
+        nnx_step(model, plain, X, Y)
+    assert_same_trajectory([finals[3e-2]], [leaves(model)])
+    assert not np.allclose(finals[1e-2][0], finals[3e-2][0])
+
+
 # --- TrainState ---------------------------------------------------------------------------------
 
 

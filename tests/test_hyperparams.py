@@ -46,7 +46,7 @@ def run(tx, params=PARAMS, steps=STEPS):
     def body(carry, _):
         p, s = carry
         value, g = jax.value_and_grad(LOSS)(p)
-        u, s = tx.update(g, s, p, value=value)
+        u, s = tx.update(g, s, p, value=value, grad=g, value_fn=LOSS)  # a line search reads all
         return (apply_updates(p, u), s), value
 
     (p, s), losses = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
@@ -325,6 +325,103 @@ def test_wraps_an_optax_factory():
     (p, s, _), (p_ref, _, _) = jax.jit(lambda: (run(tx), run(optax.adam(0.05))))()
     assert_trees_close(p, p_ref, rtol=1e-12)
     assert int(s.inner_state.count) == STEPS and float(s.hyperparams["learning_rate"]) == 0.05
+
+
+# --- schedules and stateful schedules from elsewhere (optax's own, lambdas, partials) ------------
+
+
+def _decay(step, peak, rate):
+    return peak * rate**step
+
+
+def _as_int64(schedule):
+    """``schedule`` handed the step as int64, as gradtx hands it (optax hands int32)."""
+    return lambda count: schedule(jnp.asarray(count).astype(jnp.int64))
+
+
+def run_logged(tx, lib, steps=STEPS):
+    """Eager steps on LOSS; the params and the logged learning rate after every step."""
+    p, s = PARAMS, tx.init(PARAMS)
+    ps, lrs = [], []
+    for _ in range(steps):
+        u, s = tx.update(jax.grad(LOSS)(p), s, p)
+        p = lib.apply_updates(p, u)
+        ps.append(p)
+        lrs.append(s.hyperparams["learning_rate"])
+    return ps, np.asarray(lrs, np.float64)
+
+
+OPTAX_COSINE = optax.warmup_cosine_decay_schedule(0.0, 0.05, 2, STEPS, 1e-3)
+FOREIGN_SCHEDULES = {
+    "lambda": (lambda c: 0.05 / (1.0 + c), 1e-13),
+    "partial": (functools.partial(_decay, peak=0.05, rate=0.7), 1e-13),
+    # optax's functions evaluate the int32 step in float32: gradtx's int64 step makes them exact
+    "optax-schedule": (OPTAX_COSINE, 1e-6),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN_SCHEDULES))
+@pytest.mark.parametrize("factory", ["gradtx", "optax"])
+def test_foreign_schedules_work_as_in_optax(kind, factory):
+    """A schedule not made by gradtx, in ``inject_hyperparams`` of a gradtx or optax factory,
+    gives optax's trajectory and optax's logged values (each step's params and learning rate)."""
+    schedule, tol = FOREIGN_SCHEDULES[kind]
+    b1 = lambda c: 0.9 - 0.4 / (2.0 + c)
+    theirs = optax.inject_hyperparams(optax.adam)(learning_rate=schedule, b1=b1)
+    mine = inject_hyperparams((gradtx if factory == "gradtx" else optax).adam)(
+        learning_rate=schedule, b1=b1
+    )
+    (pm, lm), (pt, lt) = run_logged(mine, gradtx), run_logged(theirs, optax)
+    np.testing.assert_allclose(lm, lt, rtol=tol, atol=0)
+    for a, b in zip(pm, pt, strict=True):
+        assert_trees_close(a, b, rtol=tol)
+    if kind == "optax-schedule":  # the whole difference is the step's integer type
+        exact = optax.inject_hyperparams(optax.adam)(learning_rate=_as_int64(schedule), b1=b1)
+        (pe, le) = run_logged(exact, optax)
+        np.testing.assert_allclose(lm, le, rtol=1e-13)
+        for a, b in zip(pm, pe, strict=True):
+            assert_trees_close(a, b, rtol=1e-12)
+        assert np.max(np.abs(lm - lt)) > 0  # and there is one: the float32 rounding
+
+
+class _HalveOnPlateau:
+    """A stateful schedule following the loss: ``(best, value)``, halved when no better."""
+
+    def init(self):
+        return jnp.asarray(jnp.inf), jnp.asarray(0.05)
+
+    def __call__(self, state, **extra):
+        return state[1]
+
+    def update(self, state, *, value, **extra):
+        best, lr = state
+        return jnp.minimum(value, best), jnp.where(value < best, lr, lr / 2)
+
+
+@pytest.mark.parametrize("kind", ["optax-wrapped", "gradtx-wrapped", "loss-driven"])
+def test_stateful_schedules_in_inject_hyperparams_work_as_in_optax(kind):
+    """optax's ``inject_hyperparams`` also takes stateful schedules (``WrappedSchedule``, any
+    ``init``/``update``/``__call__`` object); gradtx's hands them to
+    ``inject_stateful_hyperparams``: the same updates, logged values and schedule states."""
+    make = {
+        "optax-wrapped": lambda: optax.WrappedSchedule(OPTAX_COSINE),
+        "gradtx-wrapped": lambda: gradtx.WrappedSchedule(lambda c: 0.05 / (1.0 + c)),
+        "loss-driven": _HalveOnPlateau,
+    }[kind]
+    mine = inject_hyperparams(gradtx.adam)(learning_rate=make(), b2=0.99)
+    theirs = optax.inject_hyperparams(optax.adam)(learning_rate=make(), b2=0.99)
+    pm, sm, pt, st = PARAMS, mine.init(PARAMS), PARAMS, theirs.init(PARAMS)
+    for loss in [3.0, 2.0, 2.5, 1.0, 1.5, 1.2, 0.5]:
+        um, sm = mine.update(jax.grad(LOSS)(pm), sm, pm, value=jnp.asarray(loss))
+        ut, st = theirs.update(jax.grad(LOSS)(pt), st, pt, value=jnp.asarray(loss))
+        pm, pt = apply_updates(pm, um), optax.apply_updates(pt, ut)
+        assert_trees_close(pm, pt, rtol=1e-13)
+        np.testing.assert_allclose(sm.hyperparams["learning_rate"], st.hyperparams["learning_rate"])
+    assert type(sm).__name__ == "InjectStatefulHyperparamsState"
+    if kind != "gradtx-wrapped":  # (gradtx's WrappedSchedule is the counter: no state)
+        assert_trees_close(sm.hyperparams_states, st.hyperparams_states)
+    if kind == "loss-driven":  # halved twice: after 2.5 and after 1.5 (1.2 still > 1.0)
+        assert float(sm.hyperparams["learning_rate"]) == pytest.approx(0.05 / 8)
 
 
 def test_errors():

@@ -491,3 +491,41 @@ def test_map_params_matches_optax():
     state = opt.init({"w": [jnp.ones(2), jnp.ones(2)]})
     got = gt.map_params(opt, lambda x: len(x), state, is_leaf=is_leaf)
     assert gt.get(got, "trace") == {"w": 2}
+
+
+# --- gradtx.state: tree_get / tree_set by field name ---------------------------------------------
+
+
+def test_state_tree_get_prefers_the_one_field_over_param_keys():
+    """A parameter named like a state field (a bias called ``b1`` beside Schedule-Free's field
+    ``b1``) is a dict key in the moment trees: ``tree_get`` picks the one NamedTuple field;
+    two fields of one name stay ambiguous."""
+    params = {"w1": jnp.ones(2), "b1": jnp.full(2, 3.0)}
+    state = gradtx.chain(gradtx.contrib.schedule_free_adamw(1e-2, b1=0.8)).init(params)
+    assert len(gradtx.tree_paths(state, "b1")) == 3  # the field, and the key in z and nu
+    assert float(gradtx.tree_get(state, "b1")) == 0.8
+    close(gradtx.contrib.schedule_free_eval_params(state, params), params)
+    two = gradtx.chain(gradtx.adam(0.1), gradtx.scale_by_adam()).init(params)
+    with pytest.raises(KeyError, match="ambiguous"):
+        gradtx.tree_get(two, "mu")
+    hyper = gradtx.inject_hyperparams(gradtx.sgd)(learning_rate=0.5).init(params)
+    assert float(gradtx.tree_get(hyper, "learning_rate")) == 0.5  # a dict key, found alone
+
+
+def test_state_tree_set_keeps_dtype_shape_and_flax_variables():
+    from flax import nnx
+
+    class S(NamedTuple):
+        lr: object
+        scale: object
+        flag: object
+
+    state = S(np.float32(0.1), nnx.Variable(jnp.ones(3, jnp.float32), note="kept"), "static")
+    new = gradtx.tree_set(state, lr=0.25, scale=2.0)
+    assert isinstance(new.lr, jax.Array) and new.lr.dtype == jnp.float32
+    assert float(new.lr) == 0.25
+    assert type(new.scale) is nnx.Variable and new.scale.get_metadata()["note"] == "kept"
+    assert new.scale[...].dtype == jnp.float32 and new.scale[...].shape == (3,)
+    np.testing.assert_array_equal(new.scale[...], [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(state.scale[...], [1.0, 1.0, 1.0])  # a copy: old unchanged
+    assert gradtx.tree_set(state, flag="other").flag == "other"

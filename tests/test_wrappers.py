@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+import gradtx
 from gradtx import adam, adamw, apply_updates, chain, sgd, tree_get
 from gradtx.wrappers import (
     MultiSteps,
@@ -315,6 +316,50 @@ def test_lookahead_matches_optax_and_numpy(reset_state):
             np.testing.assert_allclose(np.asarray(slow_params(s)["b"]), np_slow, rtol=1e-12)
     if reset_state:  # synced after step 6: the fast state restarted, then took 2 steps
         assert int(s.inner[0].fast_state.count) == steps % sync
+
+
+@pytest.mark.parametrize(
+    ("pair_class", "reset_state"),
+    [("gradtx", False), ("gradtx", True), ("optax", False)],
+)
+def test_lookahead_with_lookahead_params_matches_optax(pair_class, reset_state):
+    """optax's form: params are a ``LookaheadParams(fast, slow)`` pair (gradtx's class or
+    optax's own), gradients at ``params.fast``; every step's fast and slow weights as optax's."""
+    sync, alpha, steps = 3, 0.6, 8
+    pair = gradtx.LookaheadParams if pair_class == "gradtx" else optax.LookaheadParams
+    tx = lookahead(adam(0.1), sync, alpha, reset_state=reset_state)
+    ref = optax.lookahead(optax.adam(0.1), sync, alpha, reset_state=reset_state)
+    p, q = pair.init_synced(P0), optax.LookaheadParams.init_synced(P0)
+    s, rs = tx.init(p), ref.init(q)
+    assert s.inner[0].slow is None  # the pair carries the slow weights: no copy in the state
+    step, ref_step = jax.jit(tx.update), jax.jit(ref.update)
+    for t in range(steps):
+        u, s = step(grad_at(p.fast, t), s, p)
+        assert type(u) is pair
+        p = apply_updates(p, u)
+        ru, rs = ref_step(grad_at(q.fast, t), rs, q)
+        q = optax.apply_updates(q, ru)
+        assert_tree_close(p.fast, q.fast, 1e-13)
+        assert_tree_close(p.slow, q.slow, 1e-13)
+        if (t + 1) % sync == 0:  # synced: the two halves are the same weights
+            assert_tree_close(p.fast, p.slow, 1e-15)
+        else:
+            assert not np.allclose(np.asarray(p.fast["b"]), np.asarray(p.slow["b"]))
+
+
+def test_lookahead_state_forms():
+    """optax's state spelling builds the pair form; mixing the two forms is refused."""
+    tx = lookahead(sgd(0.1), 2, 0.5)
+    pair = gradtx.LookaheadParams.init_synced(P0)
+    fast_state = tx.init(pair).inner[0].fast_state
+    made = gradtx.LookaheadState(fast_state=fast_state, steps_since_sync=jnp.asarray(0))
+    assert made == gradtx.LookaheadState(fast_state) and made.slow is None
+    with pytest.raises(AttributeError, match="one step counter"):
+        made.steps_since_sync  # noqa: B018
+    with pytest.raises(ValueError, match="LookaheadParams params but the state"):
+        tx.update(P0, tx.init(P0), pair)
+    with pytest.raises(ValueError, match="plain params but the state"):
+        tx.update(P0, tx.init(pair), P0)
 
 
 # --- parameter EMA -------------------------------------------------------------------------------
