@@ -14,8 +14,8 @@ classes optax gives a ``count`` field are here the gradtx state without it:
   ``(count, mu, nu)`` without ``count`` (``nu`` holds the average of ``(g - m)^2``).
 - ``ApplyEvery``: ``ApplyEveryState(grad_acc)``, the state of ``apply_every``: optax's
   ``(count, grad_acc)`` without ``count``.
-- ``LookaheadParams``: optax's ``(fast, slow)`` pair (below).  gradtx's ``lookahead`` trains
-  plain params (the fast ones) and keeps the slow ones in its state;
+- ``LookaheadParams``: optax's ``(fast, slow)`` pair (below), which ``lookahead`` trains as
+  optax's does; with plain params it keeps the slow ones in its state instead, and
   ``LookaheadParams.from_state(params, state)`` pairs them.
 - ``MaskOrFn``: the type of a ``mask=`` argument: a tree of bools, a function of the params
   returning one, or ``None``.
@@ -79,10 +79,10 @@ class LookaheadParams(NamedTuple):
     """A pair of parameter trees: ``fast`` (take gradients at these) and ``slow`` (evaluate
     these).  optax: ``optax.LookaheadParams``.
 
-    optax's ``lookahead`` trains a ``LookaheadParams``; gradtx's ``lookahead`` trains the fast
-    params as plain params and keeps the slow ones in its state, so where optax code has
-    ``params.fast`` use the params and where it has ``params.slow`` use
-    ``gradtx.slow_params(state)``, or ``LookaheadParams.from_state(params, state)`` for both.
+    ``lookahead`` trains a ``LookaheadParams`` exactly as optax's does (``init_synced(params)``,
+    gradients at ``params.fast``, evaluate ``params.slow``).  It also trains plain params (the
+    fast ones), keeping the slow ones in its state: then ``gradtx.slow_params(state)`` is
+    ``params.slow``, and ``LookaheadParams.from_state(params, state)`` gives the pair.
 
     Example:
         >>> import jax.numpy as jnp

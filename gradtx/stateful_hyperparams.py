@@ -146,8 +146,8 @@ def inject_stateful_hyperparams(
         under x64).
 
     optax: ``optax.inject_stateful_hyperparams`` (a deprecated alias of optax's
-    ``inject_hyperparams``, which takes stateful schedules; gradtx's ``inject_hyperparams`` does
-    not, so this is not deprecated here).  State: ``InjectStatefulHyperparamsState``.
+    ``inject_hyperparams``).  ``gradtx.inject_hyperparams`` given a stateful schedule builds this
+    one, as optax's does.  State: ``InjectStatefulHyperparamsState``.
 
     Example:
         A learning rate halved whenever the loss (``value=``) fails to improve:
