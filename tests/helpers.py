@@ -78,6 +78,13 @@ def loss_value(params: Any) -> Any:
     return 1.0 + 0.5 * sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params))
 
 
+def objective(params: Any) -> dict[str, Any]:
+    """The keywords the harness passes an optimizer that needs the loss (``with_value``):
+    ``value=loss_value(params)``, and for a line search ``value_fn=loss_value`` and its gradient
+    ``grad=params`` (other optimizers ignore these two)."""
+    return {"value": loss_value(params), "grad": params, "value_fn": loss_value}
+
+
 def run_tx(
     tx: Any,
     params: Any,
@@ -88,12 +95,14 @@ def run_tx(
 ) -> tuple[list, Any, Any]:
     """Eager trajectory: ``(updates per step as leaf lists, final params, final state)``, from
     ``start_state`` (default ``tx.init(params)``); ``extra`` goes to every ``update``, and with
-    ``with_value`` also ``value=loss_value(params)``."""
+    ``with_value`` also ``objective(params)``."""
     state = tx.init(params) if start_state is None else start_state
     history = []
+    # a line search runs a while_loop per update, which eager mode would compile every time
+    update = jax.jit(tx.update, static_argnames="value_fn") if with_value else tx.update
     for g in grads:
-        values = {"value": loss_value(params)} if with_value else {}
-        u, state = tx.update(g, state, params, **values, **extra)
+        values = objective(params) if with_value else {}
+        u, state = update(g, state, params, **{**values, **extra})
         params = jax.tree.map(lambda p, d: (p + d).astype(p.dtype), params, u)
         history.append(leaves64(u))
     return history, params, state

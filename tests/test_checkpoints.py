@@ -57,6 +57,10 @@ OPTIMIZERS.update(
 WITH_NANS = {"apply_if_finite_sgd", "zero_nans_sgd"}
 
 
+def _square_norm(p):
+    return sum(jnp.sum(x**2) for x in jax.tree.leaves(p))
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def segment(name, n, params, state, start):
     """``n`` steps of optimizer ``name`` from step index ``start``."""
@@ -67,7 +71,8 @@ def segment(name, n, params, state, start):
         g = jax.tree.map(lambda x, c, d: c[t] * x + d[t], p, C, D)
         if name in WITH_NANS:
             g = jax.tree.map(lambda x: jnp.where(t == NAN_STEP, x.at[0].set(jnp.nan), x), g)
-        u, s = tx.update(g, s, p, value=sum(jnp.sum(x**2) for x in jax.tree.leaves(p)))
+        value, grad = jax.value_and_grad(_square_norm)(p)  # grad=, value_fn=: for line searches
+        u, s = tx.update(g, s, p, value=value, grad=grad, value_fn=_square_norm)
         return (apply_updates(p, u), s), None
 
     return jax.lax.scan(step, (params, state), start + jnp.arange(n))[0]

@@ -40,6 +40,7 @@ DOCUMENTED = {
     # optax forms MADGRAD's step weight (lr + eps) sqrt(k + 1) from its int32 counter in float32
     **{("madgrad", i): 1e-6 for i in range(2)},
     **{("scale_by_madgrad", i): 1e-6 for i in range(3)},
+    ("lbfgs", 2): 1e-6,  # a learning-rate schedule, evaluated by optax in float32
 }
 
 # optax's SM3 raises IndexError on a scalar leaf: compared on the tree without it

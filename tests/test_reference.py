@@ -49,11 +49,17 @@ def error_vs_numpy(entry: registry.Entry, example: int, steps: int = 50) -> floa
     return rel_err(got, want)
 
 
+# L-BFGS fed the harness's random (non-gradient) sequence forms pairs with <y, s> near 0, whose
+# rho = 1 / <y, s> amplifies rounding until two correct implementations part (~1e-9 after 30
+# steps): compared over 20 steps here, and over whole runs on real objectives in test_lbfgs.py.
+SHORT = {"scale_by_lbfgs": 20, "lbfgs": 20}
+
+
 @pytest.mark.parametrize(("entry", "example"), CASES, ids=[f"{e.name}-{i}" for e, i in CASES])
 def test_matches_numpy_reference(entry, example):
     if entry.name not in REFERENCES:
         pytest.fail(f"{entry.name} has no NumPy reference in tests/references/{entry.family}.py")
-    err = error_vs_numpy(entry, example)
+    err = error_vs_numpy(entry, example, steps=SHORT.get(entry.name, STEPS))
     if err is None:
         pytest.skip("the reference declines this configuration (e.g. random noise)")
     assert err <= TOL

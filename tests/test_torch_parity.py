@@ -141,7 +141,7 @@ def test_unknown_arguments_raise_type_error_listing_accepted():
     with pytest.raises(TypeError, match="decoupled_weight_decay"):
         from_torch("AdamW", decoupled_weight_decay=True)
     with pytest.raises(ValueError, match="unknown optimizer"):
-        from_torch("LBFGS")
+        from_torch("Yogi")  # a name torch.optim does not have
 
 
 # --- ASGD's average ------------------------------------------------------------------------------

@@ -146,7 +146,8 @@ def test_low_precision_params_keep_their_dtype(entry):
     state = tx.init(params)
     before = _param_shaped_dtypes(state)
     for _ in range(2):
-        updates, state = tx.update(loss_grad(params), state, params, value=loss(params))
+        g = loss_grad(params)  # grad= and value_fn=: the objective a line search reads
+        updates, state = tx.update(g, state, params, value=loss(params), grad=g, value_fn=loss)
         assert jax.tree.map(lambda x: x.dtype, updates) == want
         params = apply(entry, params, updates)
         assert jax.tree.map(lambda x: x.dtype, params) == want

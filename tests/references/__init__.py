@@ -51,16 +51,24 @@ def run(
     with_value: bool = False,
 ):
     """``(updates per step, final params)`` of ``ref`` over the gradient sequence; with
-    ``with_value`` each ``step`` also gets ``value=1 + sum(p**2) / 2`` (``helpers.loss_value``)."""
+    ``with_value`` each ``step`` also gets ``value=1 + sum(p**2) / 2`` (``helpers.loss_value``),
+    and a reference with ``needs_objective = True`` (a line search) that loss as
+    ``objective(params) -> (value, gradient)``."""
     params = [np.array(p, np.float64) for p in params]
     ref.init(params)
     history = []
     for t, g in enumerate(grads, start=1):
-        values = {"value": 1.0 + 0.5 * sum(np.sum(p**2) for p in params)} if with_value else {}
+        values = {"value": _loss(params)} if with_value else {}
+        if with_value and getattr(ref, "needs_objective", False):
+            values["objective"] = lambda ps: (_loss(ps), [np.array(p) for p in ps])
         u = ref.step([np.asarray(x, np.float64) for x in g], params, t, **values)
         params = [p + d for p, d in zip(params, u, strict=True)]
         history.append(u)
     return history, params
+
+
+def _loss(params: Sequence[np.ndarray]) -> float:
+    return 1.0 + 0.5 * sum(np.sum(p**2) for p in params)
 
 
 for _module in pkgutil.iter_modules(__path__):
