@@ -343,20 +343,26 @@ def test_torch_lbfgs_matches_torch(kwargs):
         want.append(np.concatenate([w.detach().numpy().copy() for w in ws]))
 
     f = lambda w: _torch_problem(w, jnp)
-    tx = torch_lbfgs(**kwargs)
-
-    def step(w, state):
-        u, state = tx.update(jax.grad(f)(w), state, w, value_fn=f)
-        return gradtx.apply_updates(w, u), state
-
-    w = [jnp.asarray(x) for x in w0]
-    state, got = tx.init(w), []
-    with fast_compile():
-        step = jax.jit(step)
-        for _ in range(3):
-            w, state = step(w, state)
-            got.append(np.concatenate([np.asarray(x) for x in w]))
-    assert worst(got, want) <= 1e-10
     torch_state = opt.state[ws[0]]
-    assert int(state.n_iter) == torch_state["n_iter"]
-    assert int(state.func_evals) == torch_state["func_evals"]
+    # torch_lbfgs, and (for two configurations) the same through from_torch, which keeps the
+    # lr live in its state
+    makers = [torch_lbfgs] + (
+        [lambda **k: gradtx.from_torch("LBFGS", **k)] if kwargs in TORCH_CONFIGS[:2] else []
+    )
+    for make in makers:
+        tx = make(**kwargs)
+
+        def step(w, state, tx=tx):
+            u, state = tx.update(jax.grad(f)(w), state, w, value_fn=f)
+            return gradtx.apply_updates(w, u), state
+
+        w = [jnp.asarray(x) for x in w0]
+        state, got = tx.init(w), []
+        with fast_compile():
+            step = jax.jit(step)
+            for _ in range(3):
+                w, state = step(w, state)
+                got.append(np.concatenate([np.asarray(x) for x in w]))
+        assert worst(got, want) <= 1e-10
+        assert int(gradtx.tree_get(state, "n_iter")) == torch_state["n_iter"]
+        assert int(gradtx.tree_get(state, "func_evals")) == torch_state["func_evals"]

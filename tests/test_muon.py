@@ -216,11 +216,12 @@ def _torch_run(kwargs, steps, exact):
     return p0, grads, out
 
 
-def torch_error(kwargs, exact: bool, steps: int = STEPS, mine=None) -> float:
+def torch_error(kwargs, exact: bool, steps: int = STEPS, mine=None, tx=None) -> float:
     """Worst over steps of ``max|p_gradtx - p_torch| / max|p_torch - p_0|`` (gradtx built with
-    ``mine`` when given, else with torch's ``kwargs``)."""
+    ``mine`` when given, else with torch's ``kwargs``; or the transformation ``tx``)."""
     p0, grads, theirs = _torch_run(kwargs, steps, exact)
-    tx = torch_muon(**(mine or kwargs), ns_dtype=None if exact else jnp.bfloat16)
+    if tx is None:
+        tx = torch_muon(**(mine or kwargs), ns_dtype=None if exact else jnp.bfloat16)
     state, p, worst, update = tx.init(p0), p0, 0.0, jax.jit(tx.update)
     start = [np.asarray(p0[k]) for k in TORCH_SHAPES]
     for g, want in zip(grads, theirs, strict=True):
@@ -243,6 +244,14 @@ def test_matches_torch_in_bfloat16():
     # torch's own bfloat16 iteration: the same roundings (measured 5e-13 here; bfloat16 noise in
     # the update is ~1e-3, so a summation order that flips a rounding stays far below 1e-6)
     assert torch_error(TORCH_EXAMPLES[1], exact=False) <= 1e-6
+
+
+def test_from_torch_muon_is_torchs_muon():
+    # from_torch("Muon") runs torch's bfloat16 iteration, with the lr live in its state
+    for kwargs in TORCH_EXAMPLES[:2]:
+        assert torch_error(kwargs, exact=False, tx=gradtx.from_torch("Muon", **kwargs)) <= 1e-6
+    state = gradtx.from_torch("Muon", lr=0.05).init({"w": jnp.zeros((2, 3))})
+    assert float(gradtx.tree_get(state, "learning_rate")) == pytest.approx(0.05)
 
 
 def test_torch_comparison_can_fail():

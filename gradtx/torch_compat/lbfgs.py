@@ -251,7 +251,7 @@ def torch_lbfgs(
     """
     if line_search_fn not in (None, "strong_wolfe"):
         raise ValueError("torch.optim.LBFGS: only 'strong_wolfe' is supported")
-    if lr < 0:
+    if isinstance(lr, int | float) and lr < 0:  # a traced lr (from_torch keeps it live) passes
         raise ValueError(f"Invalid learning rate: {lr}")
     budget = max_iter * 5 // 4 if max_eval is None else max_eval
 
@@ -371,3 +371,21 @@ def torch_lbfgs(
 
 
 __all__ = ["DEFAULTS", "TorchLBFGSState", "torch_lbfgs"]
+
+
+def _recipe(h: dict[str, Any], lr: Any) -> GradientTransformation:
+    """``from_torch("LBFGS", ...)``: ``torch_lbfgs`` with torch's merged arguments ``h``."""
+    return torch_lbfgs(**{**h, "lr": lr})
+
+
+# imported here, not at the top: torch_compat.optimizers imports this package's modules
+from gradtx.torch_compat.optimizers import torch_recipe  # noqa: E402
+
+torch_recipe(
+    "LBFGS",
+    defaults=DEFAULTS,
+    examples=({"lr": 1.0},),
+    ranges={"lr": "[0, inf)"},
+    traits=frozenset({"needs_value"}),
+    harness=False,
+)(_recipe)

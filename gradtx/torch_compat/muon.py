@@ -18,10 +18,9 @@ Like torch, it refuses parameters that are not matrices (train those with
 ``from_torch("AdamW", ...)`` through ``gradtx.partition``, or use ``gradtx.contrib.muon``).
 Unlike torch it also refuses ``momentum >= 1`` (torch accepts it).
 
-Not yet behind ``from_torch("Muon", ...)``: the torch parity harness and the cross-cutting tests
-run every registered torch recipe on vectors and scalars, which torch's Muon refuses.  Once they
-take a matrix-only recipe, ``torch_recipe("Muon", defaults=DEFAULTS, examples=EXAMPLES,
-ranges=RANGES, traits=frozenset())(recipe)`` registers it unchanged.
+``from_torch("Muon", ...)`` is this recipe (with torch's bfloat16 iteration); it stays out of
+the generic torch harness, which runs every recipe on vectors and scalars, and is checked
+against torch in ``tests/test_muon.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from gradtx import kit, paths
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, init_empty_state
 from gradtx.blocks import add_decayed_weights, scale_by_learning_rate
 from gradtx.optimizers.muon import MuonDimensionNumbers, scale_by_muon, scale_by_shape
+from gradtx.torch_compat.optimizers import torch_recipe
 
 DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
@@ -129,5 +129,9 @@ def torch_muon(*, ns_dtype: Any = jnp.bfloat16, **torch_kwargs: Any) -> Gradient
     kit.check_ranges("torch.optim.Muon", **{k: (h[k], r) for k, r in RANGES.items()})
     return recipe(h, h["lr"], ns_dtype)
 
+
+torch_recipe(
+    "Muon", defaults=DEFAULTS, examples=EXAMPLES, ranges=RANGES, traits=frozenset(), harness=False
+)(recipe)
 
 __all__ = ["DEFAULTS", "EXAMPLES", "RANGES", "recipe", "torch_muon"]
