@@ -109,6 +109,12 @@ def batched_runs(kind: str) -> dict[str, Any]:
     return jax.jit(jax.vmap(everything))(SCALES)
 
 
+# SOAP rotates into the eigenbasis of its factors: eigh inside a vmapped batch rounds differently
+# from eigh on one matrix, and the basis amplifies the last bits (4e-8 relative measured; the
+# same amplification shows between 8 devices and one in tests/test_soap.py)
+BATCH_RTOL = {"soap": 1e-6, "scale_by_soap": 1e-6}
+
+
 @pytest.mark.parametrize("entry", TRACED, ids=lambda e: e.name)
 def test_jit_vmap_grad_scan(entry):
     params, v0 = make_params(), traced_value(entry)
@@ -116,7 +122,8 @@ def test_jit_vmap_grad_scan(entry):
     for i in (1, 3):  # batch members vs unbatched eager runs with a Python-float value
         single = trajectory(entry, v0 * float(SCALES[i]), params, scan=False)
         for a, b in zip(jax.tree.leaves(finals), jax.tree.leaves(single), strict=True):
-            np.testing.assert_allclose(a[i], b, rtol=1e-10, atol=1e-12)
+            rtol = BATCH_RTOL.get(entry.name, 1e-10)
+            np.testing.assert_allclose(a[i], b, rtol=rtol, atol=1e-12)
     assert np.all(np.isfinite(np.asarray(values)))
     # d loss / d value at v0 (the batch variable is value / v0) against a central difference
     derivative = float(dscale[1]) / v0

@@ -51,7 +51,7 @@ A complete optimizer (AdaBelief's second moment with a momentum on top) is about
     my_optimizer = gradtx.chain(scale_by_my_belief(), gradtx.scale_by_learning_rate(1e-3))
 """
 
-from gradtx.kit.blocks import StepFn, block, check_float_params, init_state, one_counter
+from gradtx.kit.blocks import StepFn, block, check_float_params, init_state, one_counter, when
 from gradtx.kit.hyperparameters import (
     ConstantDecay,
     Decay,
@@ -140,5 +140,6 @@ __all__ = [
     "scalar_dtype",
     "validated",
     "vdot",
+    "when",
     "zeros_like",
 ]

@@ -11,11 +11,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from gradtx.base import BLOCK_INITS, Block, Chain, init_empty_state, transformation
 from gradtx.kit.hyperparameters import resolve
 from gradtx.kit.leaves import need_params
 from gradtx.kit.numerics import Tree, canonical_dtype, full_like
-
-from gradtx.base import BLOCK_INITS, Block, Chain, init_empty_state, transformation
 
 
 def init_state(cls: type[NamedTuple], fill: float = 0.0, **dtypes: Any) -> Callable[[Tree], Any]:
@@ -60,6 +60,16 @@ def one_counter(*fields: str) -> Callable[[type], type]:
         return cls
 
     return decorate
+
+
+def when(pred: Any, on_true: Callable[..., Any], on_false: Callable[..., Any], *args: Any) -> Any:
+    """``lax.cond(pred, on_true, on_false, *args)`` under a trace; with a concrete ``pred``
+    (eager execution) only the chosen branch runs and no ``cond`` is traced, whose fresh
+    closures would otherwise be compiled again on every eager call.  For work a block does on
+    some steps only (a preconditioner refresh every ``k`` steps)."""
+    if isinstance(pred, jax.core.Tracer):
+        return jax.lax.cond(pred, on_true, on_false, *args)
+    return on_true(*args) if bool(pred) else on_false(*args)
 
 
 StepFn = Callable[[Tree, Any, Tree | None, SimpleNamespace], tuple[Tree, Any]]

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from gradtx.kit.numerics import Tree
 
 # --- the per-leaf map and the dtype rule ------------------------------------------------------

@@ -195,19 +195,11 @@ def delayed_gradients(
             applied = jnp.asarray(tau, jnp.int32)
         else:
             arrived = h.count >= delay
-            u, inner_state = _when(arrived, apply, wait)
+            u, inner_state = kit.when(arrived, apply, wait)
             applied = jnp.where(arrived, tau, -1).astype(jnp.int32)
         return u, DelayedGradientsState(gradients, applied, rng_key, inner_state)
 
     return kit.block("delayed_gradients", step, init)
-
-
-def _when(pred: Any, on_true: Callable[[], Any], on_false: Callable[[], Any]) -> Any:
-    """``lax.cond(pred, on_true, on_false)`` under a trace; run eagerly (a concrete ``pred``),
-    only the chosen branch, with no ``cond`` whose fresh closures would compile on every call."""
-    if isinstance(pred, jax.core.Tracer):
-        return jax.lax.cond(pred, on_true, on_false)
-    return on_true() if bool(pred) else on_false()
 
 
 def _slots(gradients: Tree) -> Tree:

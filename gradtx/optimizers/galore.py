@@ -16,7 +16,6 @@ from gradtx import kit
 from gradtx.base import GradientTransformation, chain
 from gradtx.blocks import add_decayed_weights, scale_by_learning_rate
 from gradtx.optimizers.adam import scale_by_adam
-from gradtx.optimizers.sophia import when
 from gradtx.registry import Use, matrices, register
 
 Tree = kit.Tree
@@ -193,7 +192,7 @@ def scale_by_galore(
                 u, _, vh = jnp.linalg.svd(g2.astype(jnp.float32), full_matrices=False)
                 return (u[:, :r] if left else vh[:r, :].T).astype(dtype)
 
-            p = when(refresh, fresh, lambda p_old=p_old: p_old)
+            p = kit.when(refresh, fresh, lambda p_old=p_old: p_old)
             wide = kit.compute_dtype(g)
             pw, gw = p.astype(wide), g2.astype(wide)
             low.append((pw.T @ gw if left else gw @ pw).astype(g.dtype))

@@ -48,6 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from gradtx import kit
+
 HIGHEST = lax.Precision.HIGHEST
 
 
@@ -235,13 +237,7 @@ def grouped(fn: Callable[..., Any], mats: Sequence[jax.Array], *per_mat: Sequenc
     return out
 
 
-def when(pred: Any, on_true: Callable[[], Any], on_false: Callable[[], Any]) -> Any:
-    """``lax.cond(pred, on_true, on_false)`` under a trace; with a concrete ``pred`` (eager
-    execution) only the chosen branch runs, without tracing a ``cond`` (whose fresh closures
-    would be compiled again on every eager call)."""
-    if isinstance(pred, jax.core.Tracer):
-        return lax.cond(pred, on_true, on_false)
-    return on_true() if bool(pred) else on_false()
+when = kit.when  # (kit's; the Kronecker optimizers call it as kronecker.when)
 
 
 # --- inverse p-th roots ------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 
 from gradtx import kit
 from gradtx.base import EmptyState, GradientTransformation, apply_updates, chain
-from gradtx.optimizers.sophia import when
 from gradtx.registry import Use, register
 
 Tree = kit.Tree
@@ -189,7 +188,7 @@ def sam(
             step, adv_state = adversary.update(updates, state.adv_state, params, **extra)
             return _like(_negated(step), updates), state.opt_state, adv_state
 
-        u, opt_state, adv_state = when(phase == period - 1, descend, ascend, None)
+        u, opt_state, adv_state = kit.when(phase == period - 1, descend, ascend, None)
         return u, SAMState(opt_state, adv_state, start)
 
     def opaque(updates, state, params, h):

@@ -33,15 +33,6 @@ class GradientTransformationExtraArgs(GradientTransformation):
     kind optax's ``hutchinson_estimator_diag_hessian`` returns."""
 
 
-def when(pred: Any, on_true: Callable[..., Any], on_false: Callable[..., Any], *args: Any) -> Any:
-    """``lax.cond(pred, on_true, on_false, *args)`` under a trace; with a concrete ``pred``
-    (eager execution) only the chosen branch runs, with no ``cond`` traced (its fresh closures
-    would be compiled again on every eager call)."""
-    if isinstance(pred, jax.core.Tracer):
-        return jax.lax.cond(pred, on_true, on_false, *args)
-    return on_true(*args) if bool(pred) else on_false(*args)
-
-
 def _lowest_float(params: Tree) -> Any:
     floats = [jnp.result_type(x) for x in jax.tree.leaves(params)]
     floats = [d for d in floats if jnp.issubdtype(d, jnp.floating)] or [jnp.dtype(jnp.float32)]
@@ -138,7 +129,7 @@ def _scale_by_sophia(b1, b2, eps, gamma, clip_threshold, update_interval, hessia
             inside = sum(jnp.sum(jnp.abs(u) < h.clip_threshold) for u in jax.tree.leaves(direction))
             rate = inside / sum(u.size for u in jax.tree.leaves(direction))
             show = lambda: jax.debug.print("Sophia optimizer win rate: {}", rate)
-            when((h.count + 1) % report == 0, show, lambda: None)
+            kit.when((h.count + 1) % report == 0, show, lambda: None)
 
         def refresh(hessian_state, nu):
             diag, hessian_state = estimator.update(updates, hessian_state, params, **h.extra)
@@ -149,7 +140,7 @@ def _scale_by_sophia(b1, b2, eps, gamma, clip_threshold, update_interval, hessia
             )
             return hessian_state, nu
 
-        hessian_state, nu = when(
+        hessian_state, nu = kit.when(
             h.count % period == 0,
             refresh,
             lambda hs, nu: (hs, nu),

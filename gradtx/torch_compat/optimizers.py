@@ -274,8 +274,9 @@ def from_torch(
     Supported: ``SGD``, ``Adagrad``, ``RMSprop``, ``Adadelta``, ``Adam``, ``AdamW``, ``Adamax``,
     ``NAdam``, ``RAdam`` and the recipes of ``RECIPES`` (``Rprop``, ``ASGD``, ``Adafactor``,
     ``Muon`` (matrices only, as torch's), ``LBFGS`` (one ``update(grads, state, params,
-    value_fn=f)`` is one ``step(closure)``)) with all their numeric options and torch's defaults (see ``DEFAULTS``); ``lr`` may
-    also be a schedule ``step -> lr``.  The chain is, in order: ``scale(-1)`` if ``maximize``;
+    value_fn=f)`` is one ``step(closure)``)) with all their numeric options and torch's defaults
+    (see ``DEFAULTS``); ``lr`` may also be a schedule ``step -> lr``. The chain is, in order:
+    ``scale(-1)`` if ``maximize``;
     ``add_decayed_weights(weight_decay)`` (L2: added to the gradient) unless the decay is
     decoupled; torch's scaler; ``add_decayed_weights`` if decoupled (``AdamW``,
     ``decoupled_weight_decay=True``: ``p <- p - lr * wd * p``); the learning rate (Adagrad:
