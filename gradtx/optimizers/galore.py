@@ -35,8 +35,8 @@ class GaLoreDimensionNumbers(NamedTuple):
 @kit.one_counter("count")
 class GaLoreState(NamedTuple):
     """``base_optimizer_state``: the base optimizer's state on the projected gradients (full
-    shape for leaves not projected); ``projector``: each matrix's ``P`` (``(0, 0)`` for leaves
-    not projected).  optax: ``optax.contrib.GaLoreState`` (its ``count`` is the chain's here)."""
+    shape for leaves not projected); ``projector``: each matrix's ``P`` (a scalar 0 for leaves
+    not projected: optax's ``(0, 0)`` array is refused by orbax, which saves no empty arrays).  optax: ``optax.contrib.GaLoreState`` (its ``count`` is the chain's here)."""
 
     base_optimizer_state: Any
     projector: Tree
@@ -159,7 +159,7 @@ def scale_by_galore(
         projectors, proxies = [], []
         for p, d in zip(leaves, dims_of(params), strict=True):
             if d is None:
-                projectors.append(jnp.zeros((0, 0), p.dtype))
+                projectors.append(jnp.zeros((), p.dtype))
                 proxies.append(jnp.zeros_like(p))
                 continue
             mat = _Matrix.of(p, d)

@@ -169,6 +169,10 @@ class Recipe(NamedTuple):
 RECIPES: dict[str, Recipe] = {}
 
 
+SELF_TESTED: set[str] = set()
+"""Recipes registered with ``harness=False``: checked against torch in their own test files."""
+
+
 def torch_recipe(
     name: str,
     *,
@@ -194,6 +198,8 @@ def torch_recipe(
         RECIPES[name] = Recipe(build, dict(ranges or {}))
         if harness:
             _register(name, examples, traits)
+        else:
+            SELF_TESTED.add(name)
         return build
 
     return decorate
@@ -583,6 +589,7 @@ for _name in DEFAULTS:
 
 
 __all__ = [
-    "DEFAULTS", "IMPLEMENTATION_FLAGS", "RECIPES", "Recipe", "TorchOptimizerState", "current_lr",
+    "DEFAULTS", "IMPLEMENTATION_FLAGS", "RECIPES", "SELF_TESTED", "Recipe", "TorchOptimizerState",
+    "current_lr",
     "from_torch", "torch_recipe", "torch_schedule",
 ]  # fmt: skip
