@@ -23,6 +23,19 @@ optimizers chained from them:
 ``rprop``          Rprop: per-coordinate steps grown and shrunk by sign agreement
 ``plateau``        optax's reduce-on-plateau: a scale driven by the monitored loss
 ``constraints``    keep_params_nonnegative, centralize, normalize_by_update_norm
+``sam``            SAM: ascent steps, then the descent step from where they began
+``sophia``         Sophia: clipped steps from a Hessian-diagonal estimate (Hutchinson)
+``galore``         GaLore: the optimizer run in a low-rank projection of each matrix
+``differential_privacy``  DP-SGD: per-example clipping and Gaussian noise
+``delayed``        delayed_gradients: bounded staleness, as an async parameter server
+``orthogonalize``  Newton-Schulz orthogonalisation and Muon's matrix layouts
+``muon``           Muon: orthogonalised momentum on matrices, AdamW elsewhere
+``kronecker``      the shared Kronecker-factor machinery (blocks, stacking, inverse roots)
+``shampoo``        Shampoo: Kronecker-factored preconditioners with grafting
+``soap``           SOAP: Adam in the eigenbasis of Shampoo's factors
+``psgd``           PSGD-Kron: a Kronecker preconditioner fitted by its own update rule
+``linesearch``     zoom (strong Wolfe) and backtracking (Armijo) line searches
+``quasi_newton``   L-BFGS: curvature pairs and the two-loop recursion
 =================  ===========================================================================
 
 Every module of this package is a family: it is imported here and its ``__all__`` re-exported,
