@@ -108,6 +108,28 @@ def run_tx(
     return history, params, state
 
 
+def run_jit(tx: Any, params: Any, grads: Sequence[Any]) -> list:
+    """The updates of ``tx`` along ``grads`` (params moved by them), one compiled step."""
+    update, state, history = jax.jit(tx.update), tx.init(params), []
+    for g in grads:
+        u, state = update(g, state, params)
+        params = jax.tree.map(jnp.add, params, u)
+        history.append(leaves64(u))
+    return history
+
+
+def shaped_problem(shapes: dict, steps: int, seed: int = 0) -> tuple[dict, list]:
+    """Params of ``shapes`` and ``steps`` gradients like ``make_grads``' (the Kronecker tests'
+    problem: leaves of the ranks they need)."""
+    rng = np.random.RandomState(seed)
+    params = {k: jnp.asarray(rng.randn(*s)) for k, s in shapes.items()}
+    grads = [
+        {k: jnp.asarray((1 + 0.5 * np.sin(t)) * rng.randn(*s) + 0.1) for k, s in shapes.items()}
+        for t in range(steps)
+    ]
+    return params, grads
+
+
 def needs_value(entry: Any) -> bool:
     """Whether a registry entry's ``update`` needs ``value=``."""
     return "needs_value" in entry.traits

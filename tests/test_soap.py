@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import fast_compile, leaves64, rel_err
+from helpers import fast_compile, leaves64, rel_err, run_jit, shaped_problem
 from references import build, run
 
 import gradtx
@@ -27,24 +27,8 @@ def _fast_compile():
         yield
 
 
-def run_jit(tx, params, grads) -> list:
-    """The updates of ``tx`` along ``grads`` (params moved by them), one compiled step."""
-    update, state, history = jax.jit(tx.update), tx.init(params), []
-    for g in grads:
-        u, state = update(g, state, params)
-        params = jax.tree.map(jnp.add, params, u)
-        history.append(leaves64(u))
-    return history
-
-
 def problem(steps: int, seed: int = 0) -> tuple[dict, list]:
-    rng = np.random.RandomState(seed)
-    params = {k: jnp.asarray(rng.randn(*s)) for k, s in SHAPES.items()}
-    grads = [
-        {k: jnp.asarray((1 + 0.5 * np.sin(t)) * rng.randn(*s) + 0.1) for k, s in SHAPES.items()}
-        for t in range(steps)
-    ]
-    return params, grads
+    return shaped_problem(SHAPES, steps, seed)
 
 
 # every refresh sees full-rank factors (a rank-deficient factor's QR is arbitrary in its null
