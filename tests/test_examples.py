@@ -22,6 +22,7 @@ import _common
 import compare_optimizers
 import loss_surfaces
 import lr_sweep
+import matrix_optimizers
 import regression
 import schedules
 
@@ -36,7 +37,15 @@ else:
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MODULES = {
     m.__name__: m
-    for m in (compare_optimizers, regression, loss_surfaces, lr_sweep, schedules, data_parallel)
+    for m in (
+        compare_optimizers,
+        regression,
+        loss_surfaces,
+        lr_sweep,
+        schedules,
+        data_parallel,
+        matrix_optimizers,
+    )
 }
 HEAVY = ("jax", "flax", "matplotlib", "sklearn", "gradtx", "numpy")
 
@@ -272,3 +281,8 @@ def test_data_parallel_writes_figure_and_summary_to_the_default_folder(tmp_path,
     assert_image(
         folder / "data_parallel.png", expected_size(data_parallel.FIGSIZE, data_parallel.DPI)
     )
+
+
+def test_matrix_optimizers_quick_writes_its_figure(tmp_path):
+    matrix_optimizers.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+    assert (tmp_path / "matrix_optimizers.png").is_file()

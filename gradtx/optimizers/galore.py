@@ -36,7 +36,8 @@ class GaLoreDimensionNumbers(NamedTuple):
 class GaLoreState(NamedTuple):
     """``base_optimizer_state``: the base optimizer's state on the projected gradients (full
     shape for leaves not projected); ``projector``: each matrix's ``P`` (a scalar 0 for leaves
-    not projected: optax's ``(0, 0)`` array is refused by orbax, which saves no empty arrays).  optax: ``optax.contrib.GaLoreState`` (its ``count`` is the chain's here)."""
+    not projected: optax's ``(0, 0)`` array is refused by orbax, which saves no empty arrays).
+    optax: ``optax.contrib.GaLoreState`` (its ``count`` is the chain's here)."""
 
     base_optimizer_state: Any
     projector: Tree
