@@ -298,7 +298,7 @@ def swats(
 
     def step(updates, state, params, h):
         # only the current phase runs (both states are always present, so the step jits)
-        return jax.lax.cond(
+        return kit.when(
             state.switch_step > 0,
             lambda: sgd_phase(updates, state, params, h),
             lambda: adam_phase(updates, state, params, h),
