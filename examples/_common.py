@@ -186,6 +186,62 @@ def train(
 # --- output -------------------------------------------------------------------------------------
 
 
+def load_digits(seed: int, images: bool) -> tuple[np.ndarray, ...]:
+    """scikit-learn's 8x8 digits as float32 (``images``: NHWC images, else flat vectors),
+    standardised per pixel with the training set's statistics; a fixed stratified 75/25 split."""
+    from sklearn.datasets import load_digits as sk_load
+    from sklearn.model_selection import train_test_split
+
+    data = sk_load()
+    x = data.images[..., None] if images else data.data
+    x, y = x.astype(np.float32), data.target.astype(np.int32)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
+    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
+    std = np.where(std > 0, std, 1.0).astype(np.float32)  # corner pixels are always 0
+    return (x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te
+
+
+def cross_entropy(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of integer labels."""
+    logits = model(x)
+    return jax.numpy.mean(
+        jax.nn.logsumexp(logits, axis=-1)
+        - jax.numpy.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
+    )
+
+
+def classification_metrics(model: nnx.Module, data: tuple[np.ndarray, ...]) -> dict[str, jax.Array]:
+    """The loss over the whole training set and the accuracy on the test set."""
+    x_tr, y_tr, x_te, y_te = data
+    test_acc = jax.numpy.mean(jax.numpy.argmax(model(x_te), axis=-1) == y_te)
+    return {"train_loss": cross_entropy(model, x_tr, y_tr), "test_acc": test_acc}
+
+
+def train_each(
+    names: Sequence[str],
+    make_tx: Callable[[str], gradtx.GradientTransformation],
+    labels: Mapping[str, str],
+    init: tuple[nnx.GraphDef, Any],
+    data: tuple[np.ndarray, ...],
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    progress: bool,
+) -> dict[str, History]:
+    """Trains a classifier with each of ``names`` (``make_tx(name)``) from ``init`` (the same
+    weights and batches for all), one after another."""
+    x_tr, y_tr = data[:2]
+    return {
+        n: train(
+            *init, make_tx(n), cross_entropy, x_tr, y_tr, desc=f"{labels[n]:>9}",
+            progress=progress, epochs=epochs, batch_size=batch_size, seed=seed,
+            metrics=classification_metrics, metrics_data=data,
+        )[1]
+        for n in names
+    }  # fmt: skip
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)

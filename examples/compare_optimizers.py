@@ -65,16 +65,16 @@ if __name__ == "__main__":
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from _common import (
     LABELS,
     History,
     build,
     colors,
     init_model,
+    load_digits,
     markdown_table,
     save_figure,
-    train,
+    train_each,
 )
 from flax import nnx
 
@@ -95,56 +95,12 @@ class CNN(nnx.Module):
         return self.head(x.reshape(x.shape[0], -1))
 
 
-def load_digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """8x8 digit images as float32 NHWC, standardised per pixel with the training set's
-    statistics; a fixed stratified 75/25 split."""
-    from sklearn.datasets import load_digits as sk_load
-    from sklearn.model_selection import train_test_split
-
-    data = sk_load()
-    x = data.images.astype(np.float32)[..., None]
-    y = data.target.astype(np.int32)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
-    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
-    std = np.where(std > 0, std, 1.0).astype(np.float32)  # corner pixels are always 0
-    return (x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te
-
-
-def cross_entropy(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
-    logits = model(x)
-    return jnp.mean(
-        jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
-    )
-
-
-def metrics(model: nnx.Module, data: tuple[np.ndarray, ...]) -> dict[str, jax.Array]:
-    """The loss over the whole training set and the accuracy on the test set."""
-    x_tr, y_tr, x_te, y_te = data
-    test_acc = jnp.mean(jnp.argmax(model(x_te), axis=-1) == y_te)
-    return {"train_loss": cross_entropy(model, x_tr, y_tr), "test_acc": test_acc}
-
-
-def run(
-    names: Sequence[str], init, data, epochs: int, seed: int, progress: bool
-) -> dict[str, History]:
+def run(names: Sequence[str], init, data, epochs: int, seed: int, progress: bool):
     """Trains each of ``names`` from ``init`` (the same weights), one after another."""
-    x_tr, y_tr = data[:2]
-    common = dict(
-        epochs=epochs, batch_size=BATCH_SIZE, seed=seed, metrics=metrics, metrics_data=data
-    )
-    return {
-        n: train(
-            *init,
-            build(n, LEARNING_RATES[n]),
-            cross_entropy,
-            x_tr,
-            y_tr,
-            desc=f"{LABELS[n]:>9}",
-            progress=progress,
-            **common,
-        )[1]
-        for n in names
-    }
+    return train_each(
+        names, lambda n: build(n, LEARNING_RATES[n]), LABELS, init, data,
+        epochs=epochs, batch_size=BATCH_SIZE, seed=seed, progress=progress,
+    )  # fmt: skip
 
 
 def table(results: dict[str, History]) -> str:
@@ -186,7 +142,7 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, An
     """Runs the comparison; returns ``{"results": {name: History}, "table": str, "png": Path}``."""
     args = arguments(argv)
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
-    data = load_digits(args.seed)
+    data = load_digits(args.seed, images=True)
     init = init_model(lambda: CNN(nnx.Rngs(args.seed)))  # every optimizer starts from these
 
     results = run(args.optimizers, init, data, epochs, args.seed, not args.no_progress)

@@ -55,7 +55,15 @@ if __name__ == "__main__":
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import History, colors, init_model, markdown_table, save_figure, train
+from _common import (
+    History,
+    colors,
+    init_model,
+    load_digits,
+    markdown_table,
+    save_figure,
+    train_each,
+)
 from flax import nnx
 
 import gradtx
@@ -88,50 +96,12 @@ class MLP(nnx.Module):
         return self.l3(jax.nn.gelu(self.l2(x)))
 
 
-def load_digits(seed: int) -> tuple[np.ndarray, ...]:
-    """Flattened 8x8 digits as float32, standardised with the training set's statistics; a
-    fixed stratified 75/25 split."""
-    from sklearn.datasets import load_digits as sk_load
-    from sklearn.model_selection import train_test_split
-
-    data = sk_load()
-    x, y = data.data.astype(np.float32), data.target.astype(np.int32)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
-    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
-    std = np.where(std > 0, std, 1.0).astype(np.float32)
-    return (x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te
-
-
-def cross_entropy(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
-    logits = model(x)
-    return jnp.mean(
-        jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
-    )
-
-
-def metrics(model: nnx.Module, data: tuple[np.ndarray, ...]) -> dict[str, jax.Array]:
-    x_tr, y_tr, x_te, y_te = data
-    test_acc = jnp.mean(jnp.argmax(model(x_te), axis=-1) == y_te)
-    return {"train_loss": cross_entropy(model, x_tr, y_tr), "test_acc": test_acc}
-
-
 def run(names: Sequence[str], init, data, epochs: int, seed: int, progress: bool):
-    x_tr, y_tr = data[:2]
-    common = dict(epochs=epochs, batch_size=BATCH_SIZE, seed=seed, metrics=metrics,
-                  metrics_data=data)  # fmt: skip
-    return {
-        n: train(
-            *init,
-            build(n, LEARNING_RATES[n]),
-            cross_entropy,
-            x_tr,
-            y_tr,
-            desc=f"{LABELS[n]:>9}",
-            progress=progress,
-            **common,
-        )[1]
-        for n in names
-    }
+    """Trains each of ``names`` from ``init`` (the same weights), one after another."""
+    return train_each(
+        names, lambda n: build(n, LEARNING_RATES[n]), LABELS, init, data,
+        epochs=epochs, batch_size=BATCH_SIZE, seed=seed, progress=progress,
+    )  # fmt: skip
 
 
 def table(results: dict[str, History]) -> str:
@@ -180,7 +150,7 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, An
     """Runs the comparison; returns ``{"results": {name: History}, "table": str, "png": Path}``."""
     args = arguments(argv)
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
-    data = load_digits(args.seed)
+    data = load_digits(args.seed, images=False)
     init = init_model(lambda: MLP(nnx.Rngs(args.seed)))
     results = run(args.optimizers, init, data, epochs, args.seed, not args.no_progress)
     text = table(results)
