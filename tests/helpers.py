@@ -45,6 +45,18 @@ def fast_compile() -> Iterator[None]:
         jax.config.update("jax_disable_most_optimizations", old)
 
 
+@contextlib.contextmanager
+def float32_mode() -> Iterator[None]:
+    """Runs with ``jax_enable_x64`` off while inside (restored on exit): float32 programs
+    whose Python-number constants and counters are 32-bit, as users run them."""
+    old = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)
+
+
 def tree_of(shapes: Any, fill: Callable[[tuple], np.ndarray], dtype: Any) -> Any:
     return jax.tree.map(lambda s: jnp.asarray(fill(s), dtype), shapes, is_leaf=_is_shape)
 

@@ -1,8 +1,8 @@
 """Muon beyond the cross-cutting tests: optax parity of ``scale_by_muon`` on matrices (optax's
 refuses the vectors and scalar of the shared harness), ``muon`` with dimension numbers over 20
 steps, the NumPy reference of every option, the authors' update, ``torch.optim.Muon`` step for
-step, higher-rank layouts and their errors, the batched orthogonalisation, and a quality check
-(Muon beats tuned Adam on an ill-conditioned least-squares problem).
+step, higher-rank layouts and their errors and the batched orthogonalisation (quality against
+tuned Adam: ``tests/test_matrix_quality.py``).
 
 Figures: ``python tests/test_muon.py`` prints the worst error of every comparison.
 """
@@ -332,54 +332,6 @@ def test_batched_orthogonalisation_equals_one_matrix_at_a_time():
         np.testing.assert_array_equal(got, alone)
 
 
-# --- quality: an ill-conditioned least-squares problem on a matrix ---------------------------
-
-
-def _least_squares_losses(make, lrs, steps=60):
-    rng = np.random.default_rng(0)
-    u, _ = np.linalg.qr(rng.standard_normal((64, 32)))
-    v, _ = np.linalg.qr(rng.standard_normal((32, 32)))
-    a = jnp.asarray(u @ np.diag(np.logspace(0, -2, 32)) @ v.T, jnp.float32)  # condition 100
-    target = jnp.asarray(rng.standard_normal((32, 16)), jnp.float32)
-
-    def loss(w):
-        return 0.5 * jnp.sum((a @ (w - target)) ** 2)
-
-    def final_loss(lr):
-        tx = make(lambda c: lr * (1 - c / steps))
-        w = jnp.zeros((32, 16), jnp.float32)
-
-        def body(carry, _):
-            w, s = carry
-            u, s = tx.update(jax.grad(loss)(w), s, w)
-            return (w + u, s), None
-
-        (w, _), _ = jax.lax.scan(body, (w, tx.init(w)), None, length=steps)
-        return loss(w)
-
-    return np.asarray(jax.jit(jax.vmap(final_loss))(jnp.asarray(lrs, jnp.float32)))
-
-
-def test_muon_beats_tuned_adam_on_ill_conditioned_least_squares():
-    lrs = [0.1, 0.3, 1.0, 3.0, 10.0]
-    with _float32():
-        m = _least_squares_losses(lambda lr: muon(lr), lrs)
-        a = _least_squares_losses(lambda lr: gradtx.adam(lr), lrs)
-    # both tuned: the best learning rate of each lies inside the grid
-    assert 0 < np.argmin(m) < len(lrs) - 1 and 0 < np.argmin(a) < len(lrs) - 1
-    assert m.min() < 0.5 * a.min(), (m, a)
-
-
-@contextlib.contextmanager
-def _float32():
-    old = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", False)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", old)
-
-
 if __name__ == "__main__":
     import time
 
@@ -396,7 +348,3 @@ if __name__ == "__main__":
         shapes = MIXED if "muon_weight_dimension_numbers" in kw else {"w": (3, 4), "b": (4,)}
         err = _error_vs_optax(muon(**kw), optax.contrib.muon(**_optax_muon_kwargs(kw)), shapes)
         print(f"optax muon {err:.2e}  {kw}")
-    with _float32():
-        lrs = [0.1, 0.3, 1.0, 3.0, 10.0]
-        print("least squares, muon", _least_squares_losses(lambda lr: muon(lr), lrs))
-        print("least squares, adam", _least_squares_losses(lambda lr: gradtx.adam(lr), lrs))

@@ -3,7 +3,7 @@ the authors' PyTorch ``SOAP`` (``tests/references/soap.py``, itself checked once
 authors' file with its bases kept in float64: 3e-15 over 30 steps) on leaves of rank 1, 2 and
 4 over runs that refresh the eigenbases, <= 1e-10; the refresh happens only every
 ``precondition_frequency`` steps; the completed first basis is orthonormal.  (Quality against
-Adam and the 8-device run are in ``tests/test_shampoo.py``.)
+tuned Adam: ``tests/test_matrix_quality.py``; the 8-device run: ``tests/test_shampoo.py``.)
 """
 
 from __future__ import annotations
