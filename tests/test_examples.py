@@ -283,6 +283,11 @@ def test_data_parallel_writes_figure_and_summary_to_the_default_folder(tmp_path,
     )
 
 
-def test_matrix_optimizers_quick_writes_its_figure(tmp_path):
-    matrix_optimizers.main(["--quick", "--no-progress", "--out", str(tmp_path)])
-    assert (tmp_path / "matrix_optimizers.png").is_file()
+def test_matrix_optimizers_quick_trains_and_writes_its_figure(tmp_path):
+    out = matrix_optimizers.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+    assert_image(out["png"], expected_size(matrix_optimizers.FIGSIZE, _common.DPI))
+    results = out["results"]
+    assert list(results) == list(matrix_optimizers.QUICK_OPTIMIZERS)
+    for name, h in results.items():  # one epoch from log(10) = 2.3: both have learned
+        assert h.epochs[-1]["train_loss"] < 2.0 and h.epochs[-1]["test_acc"] > 0.6, (name, h.epochs)
+        assert name.replace("psgd", "PSGD-Kron").lower() in out["table"].lower()
