@@ -89,7 +89,8 @@ def conditionally_mask(
             zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
             return zeros, state.inner_state
 
-        u, inner_state = jax.lax.cond(pred, run, skip, None)
+        # eager (a concrete pred): only the chosen branch runs, no fresh cond to compile
+        u, inner_state = kit.when(pred, run, skip, None)
         return u, ConditionallyMaskState(inner_state)
 
     return kit.block("conditionally_mask", step, init)

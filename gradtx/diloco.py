@@ -145,7 +145,7 @@ def diloco(
         if every == 1:
             u, theta, outer_state = outer_step(u, state.global_params, state.outer_state)
         else:
-            u, theta, outer_state = jax.lax.cond(
+            u, theta, outer_state = kit.when(
                 (h.count + 1) % every == 0,
                 outer_step,
                 lambda *keep: keep,

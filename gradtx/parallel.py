@@ -377,7 +377,7 @@ def local_sgd(
             return u, _average(s, axis) if average_state else s
 
         sync = (h.count + 1) % every == 0
-        return jax.lax.cond(sync, synced, lambda u, s: (u, s), updates, state)
+        return kit.when(sync, synced, lambda u, s: (u, s), updates, state)
 
     return kit.block("local_sgd", step, inner.init, needs_params=True)
 

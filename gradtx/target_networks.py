@@ -85,7 +85,20 @@ def periodic_update(new_tensors: Tree, old_tensors: Tree, steps: Any, update_per
     """
     kit.check_ranges("periodic_update", update_period=(update_period, "[1, inf)"))
     due = jnp.asarray(steps) % update_period == 0
-    return jax.lax.cond(due, lambda: new_tensors, lambda: old_tensors)
+    if isinstance(due, jax.core.Tracer):
+        return jax.lax.cond(due, lambda: new_tensors, lambda: old_tensors)
+    # eager: the same checks and result as the cond, without compiling a fresh one per call
+    new_avals, old_avals = jax.tree.map(_aval, new_tensors), jax.tree.map(_aval, old_tensors)
+    if new_avals != old_avals:
+        raise TypeError(
+            f"periodic_update: new and old tensors must have the same structure, shapes and "
+            f"dtypes, got {new_avals} and {old_avals}"
+        )
+    return jax.tree.map(jnp.asarray, new_tensors if due else old_tensors)
+
+
+def _aval(x: Any) -> tuple[tuple[int, ...], Any]:
+    return jnp.shape(x), jnp.result_type(x)
 
 
 __all__ = ["incremental_update", "periodic_update"]

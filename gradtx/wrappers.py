@@ -192,7 +192,10 @@ def accumulate(
 
         emit = state.mini_step + 1 >= k
         branch = jnp.where(skip, 2, jnp.where(emit, 0, 1))
-        u, inner_state, acc, mini = jax.lax.switch(branch, (apply, hold, drop), None)
+        if isinstance(branch, jax.core.Tracer):
+            u, inner_state, acc, mini = jax.lax.switch(branch, (apply, hold, drop), None)
+        else:  # eager: run the chosen branch (a fresh switch would be compiled on every call)
+            u, inner_state, acc, mini = (apply, hold, drop)[int(branch)](None)
         return u, MultiStepsState(mini, inner_state, acc, skip_state)
 
     return kit.block("accumulate", step, init)
@@ -536,7 +539,8 @@ def conditionally_transform(
         def keep(_):
             return updates, state.inner_state
 
-        u, inner_state = jax.lax.cond(pred, run, keep, None)
+        # eager (a concrete pred): only the chosen branch runs, no fresh cond to compile
+        u, inner_state = kit.when(pred, run, keep, None)
         return u, ConditionallyTransformState(inner_state)
 
     return kit.block("conditionally_transform", step, init)

@@ -32,7 +32,12 @@ from gradtx.diloco import diloco
 
 HERE = Path(__file__).resolve().parent
 INNER = {"learning_rate": 0.05, "weight_decay": 0.1}
-FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# cheap LLVM code generation and XLA:CPU's older loop emitter: the 8-device child compiles
+# ~1/3 faster (its results stay within the tolerances below)
+FAST_COMPILE = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+    "--xla_cpu_use_fusion_emitters=false"
+)
 COLLECTIVE_TIMEOUT = (
     "--xla_cpu_collective_call_terminate_timeout_seconds=900 "
     "--xla_cpu_collective_timeout_seconds=900"

@@ -67,6 +67,8 @@ def when(pred: Any, on_true: Callable[..., Any], on_false: Callable[..., Any], *
     (eager execution) only the chosen branch runs and no ``cond`` is traced, whose fresh
     closures would otherwise be compiled again on every eager call.  For work a block does on
     some steps only (a preconditioner refresh every ``k`` steps)."""
+    if jnp.ndim(pred) != 0:  # as lax.cond, eagerly too (bool() would take a one-element array)
+        raise TypeError(f"when: the predicate must be a scalar, got shape {jnp.shape(pred)}")
     if isinstance(pred, jax.core.Tracer):
         return jax.lax.cond(pred, on_true, on_false, *args)
     return on_true(*args) if bool(pred) else on_false(*args)

@@ -140,7 +140,8 @@ def reduce_on_plateau(
             value, state.avg_value.dtype
         )
         state = state._replace(accumulation_count=n, avg_value=(total / n).astype(total.dtype))
-        state = jax.lax.cond(n == accumulation_size, judge, lambda s: s, state)
+        # (kit.when: an eager update judges in Python instead of compiling a fresh cond)
+        state = kit.when(n == accumulation_size, judge, lambda s: s, state)
         return jax.tree.map(lambda g: (state.scale * g).astype(g.dtype), updates), state
 
     return kit.block("reduce_on_plateau", step, init)
