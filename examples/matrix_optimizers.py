@@ -59,7 +59,7 @@ if __name__ == "__main__":
 import os
 
 # jax's CPU triangular solves and eigendecompositions run on scipy's OpenBLAS, whose threads fight
-# XLA's on a small CPU (PSGD's 64x64 solves: ~8 ms each instead of ~0.02 ms on 2 busy cores)
+# XLA's when the cores are oversubscribed (PSGD's 64x64 solves: ~8 ms each instead of ~0.02 ms)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import jax

@@ -15,8 +15,9 @@ import re
 from pathlib import Path
 
 # jax's CPU LAPACK calls (triangular solves, eigh, QR) run on scipy's OpenBLAS, whose threads
-# fight XLA's on a small machine: a float32 32x32 triangular solve took 7.8 ms instead of 0.013
-# ms with other jobs running.  Read once, when the library loads, so it is set before jax is.
+# fight XLA's when the cores are oversubscribed (as under pytest -n 2 on 2 cores): a float32
+# 32x32 triangular solve took 7.8 ms instead of 0.013 ms at a load average of ~5.  OpenBLAS
+# reads it once, when it loads, so it is set before jax is imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import jax
