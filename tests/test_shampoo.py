@@ -175,3 +175,37 @@ def test_sharded_over_8_devices_matches_one_device(tmp_path):
             assert report[f"{name}_{kind}"]["err"] <= tol, (name, kind, report)
             specs = report[f"{name}_{kind}"]["factor_specs"]
             assert any("data" in s for s in specs.values()), specs  # factor stacks are split
+
+
+LAPACK_CHILD = """
+import gradtx
+from test_matrix_quality import final_losses, mlp
+
+def make(lr):
+    return gradtx.shampoo(lr, graft_type="adam", start_preconditioning_step=1, root_method="eigh")
+
+print(final_losses(mlp(), make, (3e-3, 0.01), 5))
+"""
+
+
+def test_batched_lapack_calls_run_one_after_another():
+    """jaxlib 0.10.2's CPU ``eigh`` splits a batch over XLA's intra-op pool and blocks on it:
+    two stacks' ``eigh`` running at once deadlocked a 2-thread pool (this program before
+    ``kronecker.grouped`` ordered the stacks: 7 of 8 runs hung at 0% CPU, and this test failed
+    with the ordering removed).  Pinned to 2 CPUs so the pool is that small."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent), env.get("PYTHONPATH", "")])
+    cpus = sorted(os.sched_getaffinity(0))[:2] if hasattr(os, "sched_getaffinity") else None
+
+    def pin():
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    for _ in range(2):
+        try:
+            done = subprocess.run([sys.executable, "-c", LAPACK_CHILD], env=env, timeout=120,
+                                  capture_output=True, text=True, preexec_fn=pin)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            pytest.fail("the vmapped Shampoo run with eigh roots hung (LAPACK deadlock)")
+        assert done.returncode == 0, done.stderr[-2000:]

@@ -220,6 +220,7 @@ def grouped(fn: Callable[..., Any], mats: Sequence[jax.Array], *per_mat: Sequenc
     for i, m in enumerate(mats):
         by_size.setdefault((m.shape[-1], jnp.dtype(m.dtype)), []).append(i)
     out: list = [None] * len(mats)
+    previous: Any = None
     for members in by_size.values():
         counts = [mats[i].shape[0] for i in members]
 
@@ -229,12 +230,27 @@ def grouped(fn: Callable[..., Any], mats: Sequence[jax.Array], *per_mat: Sequenc
                       for i, n in zip(members, counts, strict=True)]  # fmt: skip
             return arrays[0] if len(arrays) == 1 else jnp.concatenate(arrays)
 
-        results = fn(cat(mats), *(cat(v) for v in per_mat))
+        stack = cat(mats)
+        if previous is not None:
+            # one stack after another: jaxlib's CPU LAPACK kernels (0.10.2) split a batch over
+            # XLA's intra-op pool and block until it is done, so two batched calls at once can
+            # hold every pool thread and deadlock (2 cores: 7 of 8 Shampoo runs with `eigh`
+            # roots under vmap hung).  Stacks of other sizes are few; ordering costs nothing.
+            stack = stack + _after(previous[0]).astype(stack.dtype)
+        results = fn(stack, *(cat(v) for v in per_mat))
         results = results if isinstance(results, tuple) else (results,)
+        previous = results
         bounds = np.cumsum([0, *counts])
         for k, i in enumerate(members):
             out[i] = tuple(r[bounds[k] : bounds[k + 1]] for r in results)
     return out
+
+
+def _after(x: jax.Array) -> jax.Array:
+    """A ``-0.0`` computed from ``x``: adding it changes no bit of an array but makes its
+    consumers wait for ``x`` (an optimisation barrier alone did not order the calls)."""
+    first = jnp.ravel(x)[0]
+    return -0.0 * jnp.abs(jnp.where(jnp.isfinite(first), first, 0))
 
 
 when = kit.when  # (kit's; the Kronecker optimizers call it as kronecker.when)
