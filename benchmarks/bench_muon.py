@@ -21,67 +21,18 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import optax.contrib
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paired import compile_seconds, jitted_step, paired_times, state_bytes, transformer_tree
+
 import gradtx
 from gradtx.optimizers.orthogonalize import _layout, _orthogonalize
-
-
-def transformer_tree(d: int, layers: int, vocab: int) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-
-    def leaf(*shape):
-        return jnp.asarray(rng.standard_normal(shape) * 0.02, jnp.float32)
-
-    tree: dict[str, Any] = {"embed": leaf(vocab, d), "final_norm": leaf(d)}
-    for i in range(layers):
-        tree[f"layer{i}"] = {
-            "attn_out": leaf(d, d), "mlp_in": leaf(d, 4 * d), "mlp_out": leaf(4 * d, d),
-            "norm1": leaf(d), "norm2": leaf(d),
-        }  # fmt: skip
-    return tree
-
-
-def jitted_step(tx):
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    return jax.jit(step, donate_argnums=(0, 1))
-
-
-def compile_seconds(fn, *args) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    return compiled, time.perf_counter() - t0
-
-
-def state_bytes(tx, params) -> int:
-    shapes = jax.eval_shape(tx.init, params)
-    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
-
-
-def paired_times(runs: dict[str, tuple], reps: int) -> tuple[dict[str, list[float]], dict]:
-    """Alternating timed steps; ``runs[name] = (compiled, params, state, grads)``; also the final
-    params of each."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    carry = {name: (p, s) for name, (_, p, s, _) in runs.items()}
-    for _ in range(reps):
-        for name, (fn, _, _, grads) in runs.items():
-            p, s = carry[name]
-            t0 = time.perf_counter()
-            p, s = fn(p, s, grads)
-            jax.block_until_ready(p)
-            times[name].append(time.perf_counter() - t0)
-            carry[name] = (p, s)
-    return times, {name: p for name, (p, _) in carry.items()}
 
 
 def main() -> None:

@@ -168,3 +168,59 @@ def test_paired_times_every_variant_against_optax():
     assert set(res) == set(makers)
     assert res["optax"][1] == 1.0
     assert all(ms > 0 and ratio > 0 for ms, ratio in res.values())
+
+
+# --- bench_matrix: Kronecker-factored optimizers against Adam (tiny tree: runs, never timings) ----
+
+
+def test_bench_matrix_rows_on_a_tiny_tree(capsys):
+    from bench_matrix import main as matrix_main
+
+    configs = ["adam", "soap_k10", "muon"]  # within 15 s; every config runs as soap_k10 or muon
+    res = matrix_main(["--d", "16", "--layers", "1", "--vocab", "32", "--reps", "1",
+                       "--configs", ",".join(configs)])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert list(res["configs"]) == configs
+    for name, row in res["configs"].items():
+        assert f"| {name} | " in printed
+        assert row["moved"] and row["finite"] and row["max_abs_change"] > 0
+        assert row["state_bytes"] > 0 and row["state_over_params"] > 0
+        for key in ("compile_s", "ms_per_step", "x_adam", "other_ms"):
+            assert math.isfinite(row[key]) and row[key] > 0, (name, key)
+    assert res["configs"]["adam"]["state_over_params"] == pytest.approx(2, abs=1e-3)
+    assert res["configs"]["adam"]["refresh_ms"] is res["configs"]["muon"]["refresh_ms"] is None
+    row = res["configs"]["soap_k10"]  # one refresh in the window of 10 (counts 1..10)
+    assert (row["window"], row["refresh_steps"], row["other_steps"]) == (10, 1, 9)
+    assert math.isfinite(row["refresh_ms"]) and row["refresh_ms"] > 0
+
+
+def test_bench_matrix_windows_and_arguments():
+    from bench_matrix import CONFIGS, parse, window_of
+
+    assert window_of(CONFIGS["adam"], 10) == 10
+    assert window_of(CONFIGS["soap"], 10) == window_of(CONFIGS["psgd"], 10) == 1
+    assert window_of(CONFIGS["shampoo_k10"], 5) == 10  # whole refresh periods
+    assert window_of(CONFIGS["psgd_p0.1"], 7) == 7
+    with pytest.raises(SystemExit):
+        parse(["--configs", "adam,nope"])
+
+
+def test_bench_matrix_replays_psgd_draws():
+    """The refresh steps it reports for PSGD are the steps on which the factors changed."""
+    import jax
+    from bench_matrix import Config, refresh_flags
+
+    tx = gradtx.psgd_kron(1e-3, preconditioner_update_probability=0.5, key=3)
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
+    state = tx.init(params)
+    flags = refresh_flags(Config(lambda: tx, probability=0.5), state, 0, 8)
+    step = jax.jit(tx.update)
+    changed = []
+    for _ in range(8):
+        before = gradtx.tree_get(state, "Qs")
+        _, state = step(params, state, params)
+        after = gradtx.tree_get(state, "Qs")
+        changed.append(any(bool(jnp.any(a != b)) for a, b in zip(
+            jax.tree.leaves(before), jax.tree.leaves(after), strict=True)))  # fmt: skip
+    assert flags == changed
+    assert 0 < sum(flags) < 8
