@@ -31,30 +31,29 @@ def WD_SCHED(c):
 
 
 @contextlib.contextmanager
-def fast_compile() -> Iterator[None]:
-    """Compiles with most XLA optimisations off while inside (restored on exit).
+def jax_config(name: str, value: Any) -> Iterator[None]:
+    """``jax.config`` option ``name`` set to ``value`` while inside (restored on exit)."""
+    old = jax.config.read(name)
+    jax.config.update(name, value)
+    try:
+        yield
+    finally:
+        jax.config.update(name, old)
+
+
+def fast_compile() -> contextlib.AbstractContextManager[None]:
+    """Compiles with most XLA optimisations off while inside.
 
     These tests compile many tiny programs (eager ops included); optimising them costs more
     than running them.  The tolerances (1e-10 and looser) do not depend on fusion decisions.
     """
-    old = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", old)
+    return jax_config("jax_disable_most_optimizations", True)
 
 
-@contextlib.contextmanager
-def float32_mode() -> Iterator[None]:
-    """Runs with ``jax_enable_x64`` off while inside (restored on exit): float32 programs
-    whose Python-number constants and counters are 32-bit, as users run them."""
-    old = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", False)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", old)
+def float32_mode() -> contextlib.AbstractContextManager[None]:
+    """``jax_enable_x64`` off while inside: float32 programs whose Python-number constants
+    and counters are 32-bit, as users run them."""
+    return jax_config("jax_enable_x64", False)
 
 
 def tree_of(shapes: Any, fill: Callable[[tuple], np.ndarray], dtype: Any) -> Any:

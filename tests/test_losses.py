@@ -25,7 +25,6 @@ where optax gives ``nan``) a test pins the difference.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import doctest
 import inspect
@@ -38,6 +37,7 @@ import numpy as np
 import optax
 import optax.losses as OL
 import pytest
+from helpers import fast_compile
 from jax.scipy.special import logsumexp
 
 import gradtx.losses as GL
@@ -690,18 +690,6 @@ def evaluate(dtype, grads):
         if case.optax and not case.optax_jit:  # optax raises under jit: eagerly
             r["optax"] = call(case.ofn(), *rebuild(arrays))
     return results
-
-
-@contextlib.contextmanager
-def fast_compile():
-    """Most XLA optimisations off: these programs are tiny, optimising them costs more than
-    running them, and the tolerances do not depend on fusion decisions."""
-    old = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", old)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ maxima/clipping events).
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 
 import jax
@@ -16,7 +15,16 @@ import jax.numpy as jnp
 import optax
 import optax.contrib
 import pytest
-from helpers import fast_compile, leaves64, make_grads, make_params, needs_value, rel_err, run_tx
+from helpers import (
+    fast_compile,
+    float32_mode,
+    leaves64,
+    make_grads,
+    make_params,
+    needs_value,
+    rel_err,
+    run_tx,
+)
 from references import build, run
 
 from gradtx import registry
@@ -122,15 +130,8 @@ def test_float64_trajectory_matches_optax(entry, example):
     assert error_vs_optax(entry, example, jnp.float64) <= tol
 
 
-@contextlib.contextmanager
-def float32_only():
-    """x64 off: in a float32 run optax's own scalars (counts, step sizes) are float32 too."""
-    old = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", False)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", old)
+# x64 off: in a float32 run optax's own scalars (counts, step sizes) are float32 too
+float32_only = float32_mode
 
 
 @pytest.mark.parametrize(("entry", "example"), CASES, ids=IDS)
