@@ -242,6 +242,41 @@ def train_each(
     }  # fmt: skip
 
 
+def compare_on_digits(
+    names: Sequence[str],
+    make_model: Callable[[], nnx.Module],
+    make_tx: Callable[[str], gradtx.GradientTransformation],
+    labels: Mapping[str, str],
+    learning_rates: Mapping[str, float],
+    *,
+    images: bool,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    progress: bool,
+    timing: Sequence[tuple[str, Callable[[History], str]]],
+) -> tuple[dict[str, History], str]:
+    """Trains a classifier on the digits with each of ``names`` from the same initial weights
+    and batches; prints and returns the results and a markdown table (label, lr, final train
+    loss, test accuracy and the ``timing`` columns)."""
+    data = load_digits(seed, images=images)
+    results = train_each(
+        names, make_tx, labels, init_model(make_model), data,
+        epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
+    )  # fmt: skip
+    headers = ["optimizer", "lr", "final train loss", "test accuracy", *(t for t, _ in timing)]
+    rows = [
+        (labels[n], learning_rates[n], h.epochs[-1]["train_loss"],
+         f"{100 * h.epochs[-1]['test_acc']:.1f}%", *(cell(h) for _, cell in timing))
+        for n, h in results.items()
+    ]  # fmt: skip
+    text = markdown_table(headers, rows)
+    n_train, n_test = len(data[0]), len(data[2])
+    print(f"\n{n_train} train / {n_test} test digits, {epochs} epochs, batch {batch_size}")
+    print(text)
+    return results, text
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)

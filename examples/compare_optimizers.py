@@ -70,11 +70,8 @@ from _common import (
     History,
     build,
     colors,
-    init_model,
-    load_digits,
-    markdown_table,
+    compare_on_digits,
     save_figure,
-    train_each,
 )
 from flax import nnx
 
@@ -93,30 +90,6 @@ class CNN(nnx.Module):
         x = jax.nn.relu(self.conv2(x))
         x = nnx.avg_pool(x, (2, 2), strides=(2, 2))
         return self.head(x.reshape(x.shape[0], -1))
-
-
-def run(names: Sequence[str], init, data, epochs: int, seed: int, progress: bool):
-    """Trains each of ``names`` from ``init`` (the same weights), one after another."""
-    return train_each(
-        names, lambda n: build(n, LEARNING_RATES[n]), LABELS, init, data,
-        epochs=epochs, batch_size=BATCH_SIZE, seed=seed, progress=progress,
-    )  # fmt: skip
-
-
-def table(results: dict[str, History]) -> str:
-    rows = [
-        (
-            LABELS[n],
-            LEARNING_RATES[n],
-            h.epochs[-1]["train_loss"],
-            f"{100 * h.epochs[-1]['test_acc']:.1f}%",
-            f"{h.train_s:.1f}",
-            f"{h.steps_per_s:.0f}",
-        )
-        for n, h in results.items()
-    ]
-    headers = ["optimizer", "lr", "final train loss", "test accuracy", "wall time (s)", "steps/s"]
-    return markdown_table(headers, rows)
 
 
 def plot(results: dict[str, History], path) -> None:
@@ -142,14 +115,14 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, An
     """Runs the comparison; returns ``{"results": {name: History}, "table": str, "png": Path}``."""
     args = arguments(argv)
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
-    data = load_digits(args.seed, images=True)
-    init = init_model(lambda: CNN(nnx.Rngs(args.seed)))  # every optimizer starts from these
-
-    results = run(args.optimizers, init, data, epochs, args.seed, not args.no_progress)
-    text = table(results)
-    n_train, n_test = len(data[0]), len(data[2])
-    print(f"\n{n_train} train / {n_test} test digits, {epochs} epochs, batch {BATCH_SIZE}")
-    print(text)
+    results, text = compare_on_digits(
+        args.optimizers, lambda: CNN(nnx.Rngs(args.seed)),
+        lambda n: build(n, LEARNING_RATES[n]), LABELS, LEARNING_RATES,
+        images=True, epochs=epochs, batch_size=BATCH_SIZE, seed=args.seed,
+        progress=not args.no_progress,
+        timing=[("wall time (s)", lambda h: f"{h.train_s:.1f}"),
+                ("steps/s", lambda h: f"{h.steps_per_s:.0f}")],
+    )  # fmt: skip
     png = args.out / "compare_optimizers.png"
     plot(results, png)
     print(f"wrote {png}")

@@ -68,11 +68,8 @@ import numpy as np
 from _common import (
     History,
     colors,
-    init_model,
-    load_digits,
-    markdown_table,
+    compare_on_digits,
     save_figure,
-    train_each,
 )
 from flax import nnx
 
@@ -106,30 +103,6 @@ class MLP(nnx.Module):
         return self.l3(jax.nn.gelu(self.l2(x)))
 
 
-def run(names: Sequence[str], init, data, epochs: int, seed: int, progress: bool):
-    """Trains each of ``names`` from ``init`` (the same weights), one after another."""
-    return train_each(
-        names, lambda n: build(n, LEARNING_RATES[n]), LABELS, init, data,
-        epochs=epochs, batch_size=BATCH_SIZE, seed=seed, progress=progress,
-    )  # fmt: skip
-
-
-def table(results: dict[str, History]) -> str:
-    rows = [
-        (
-            LABELS[n],
-            LEARNING_RATES[n],
-            h.epochs[-1]["train_loss"],
-            f"{100 * h.epochs[-1]['test_acc']:.1f}%",
-            f"{1e3 * h.train_s / max(h.steps, 1):.2f}",
-            f"{h.compile_s:.1f}",
-        )
-        for n, h in results.items()
-    ]
-    headers = ["optimizer", "lr", "final train loss", "test accuracy", "ms/step", "compile (s)"]
-    return markdown_table(headers, rows)
-
-
 def _smooth(x: np.ndarray, k: int = 10) -> np.ndarray:
     k = max(1, min(k, len(x)))
     return np.convolve(x, np.ones(k) / k, mode="valid")
@@ -160,14 +133,14 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, An
     """Runs the comparison; returns ``{"results": {name: History}, "table": str, "png": Path}``."""
     args = arguments(argv)
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
-    data = load_digits(args.seed, images=False)
-    init = init_model(lambda: MLP(nnx.Rngs(args.seed)))
-    results = run(args.optimizers, init, data, epochs, args.seed, not args.no_progress)
-    text = table(results)
-    print(
-        f"\n{len(data[0])} train / {len(data[2])} test digits, {epochs} epochs, batch {BATCH_SIZE}"
-    )
-    print(text)
+    results, text = compare_on_digits(
+        args.optimizers, lambda: MLP(nnx.Rngs(args.seed)),
+        lambda n: build(n, LEARNING_RATES[n]), LABELS, LEARNING_RATES,
+        images=False, epochs=epochs, batch_size=BATCH_SIZE, seed=args.seed,
+        progress=not args.no_progress,
+        timing=[("ms/step", lambda h: f"{1e3 * h.train_s / max(h.steps, 1):.2f}"),
+                ("compile (s)", lambda h: f"{h.compile_s:.1f}")],
+    )  # fmt: skip
     png = args.out / "matrix_optimizers.png"
     plot(results, png)
     print(f"wrote {png}")
