@@ -3,6 +3,7 @@ and each tool does what its docstring says."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import NamedTuple
 
@@ -149,3 +150,18 @@ def test_init_state_fills_in_the_requested_dtypes():
     state = init(make_params(jnp.float32))
     assert {x.dtype for x in jax.tree.leaves(state.m)} == {jnp.dtype(jnp.bfloat16)}
     assert all(np.all(x == 0.5) for x in leaves64(state.m))
+
+
+def test_arguments_for_hands_a_block_the_shared_arguments():
+    def block(b1=0.9, eps=1e-8, *, seed=None):
+        return b1, eps, seed
+
+    values = {"learning_rate": 0.1, "b1": 0.5, "eps": 1e-6, "seed": 3, "mask": None}
+    assert kit.arguments_for(block, values) == {"b1": 0.5, "eps": 1e-6, "seed": 3}
+    assert kit.arguments_for(block, values, eps=0.0)["eps"] == 0.0
+    # the aliases that forward with it take every argument of their block, so none is dropped
+    pairs = [(gradtx.shampoo, gradtx.scale_by_shampoo), (gradtx.soap, gradtx.scale_by_soap),
+             (gradtx.psgd_kron, gradtx.scale_by_psgd_kron)]  # fmt: skip
+    for alias, blk in pairs:
+        missing = set(inspect.signature(blk).parameters) - set(inspect.signature(alias).parameters)
+        assert not missing, (alias.__name__, missing)

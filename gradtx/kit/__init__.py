@@ -64,6 +64,7 @@ from gradtx.kit.hyperparameters import (
     Rate,
     Steps,
     _range_in,  # noqa: F401  (inject_hyperparams reads a hint's Range)
+    arguments_for,
     check_ranges,
     is_zero,
     ranges_of,
@@ -110,6 +111,7 @@ __all__ = [
     "Steps",
     "Tree",
     "abs_sq",
+    "arguments_for",
     "block",
     "canonical_dtype",
     "cast",

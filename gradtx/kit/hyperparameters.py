@@ -154,6 +154,21 @@ def validated(fn: Callable[..., Any]) -> Callable[..., Any]:
     return checked
 
 
+def arguments_for(fn: Callable[..., Any], values: dict[str, Any], **overrides: Any) -> dict:
+    """The entries of ``values`` that ``fn`` takes as arguments, ``overrides`` on top: how an
+    alias hands its block the arguments they share, ``block(**kit.arguments_for(block,
+    locals()))``, without restating a long argument list.
+
+    Example:
+        >>> from gradtx import kit
+        >>> def block(b1=0.9, eps=1e-8): ...
+        >>> kit.arguments_for(block, {"learning_rate": 0.1, "b1": 0.5, "eps": 1e-6}, eps=0.0)
+        {'b1': 0.5, 'eps': 0.0}
+    """
+    names = inspect.signature(fn).parameters
+    return {n: v for n, v in {**values, **overrides}.items() if n in names}
+
+
 # --- hyperparameters: constants or schedules --------------------------------------------------
 
 

@@ -490,22 +490,7 @@ def psgd_kron(
         >>> print(bool(loss(w) < 0.05 * loss(jnp.ones((4, 3)))))
         True
     """
-    direction = scale_by_psgd_kron(
-        b1=b1,
-        preconditioner_update_probability=preconditioner_update_probability,
-        max_size_triangular=max_size_triangular,
-        max_skew_triangular=max_skew_triangular,
-        min_ndim_triangular=min_ndim_triangular,
-        memory_save_mode=memory_save_mode,
-        momentum_into_precond_update=momentum_into_precond_update,
-        precond_lr=precond_lr,
-        precond_init_scale=precond_init_scale,
-        clip_update_rms=clip_update_rms,
-        key=key,
-        seed=seed,
-        mu_dtype=mu_dtype,
-        precond_dtype=precond_dtype,
-    )
+    direction = scale_by_psgd_kron(**kit.arguments_for(scale_by_psgd_kron, locals()))
     return chain(
         direction,
         add_decayed_weights(weight_decay, mask),

@@ -475,34 +475,8 @@ def shampoo(
         >>> print(float(loss(w)) < 1e-3 * float(loss(w0)))
         True
     """
-    direction = scale_by_shampoo(
-        block_size=block_size,
-        b1=b1,
-        b2=b2,
-        diagonal_epsilon=diagonal_epsilon,
-        matrix_epsilon=matrix_epsilon,
-        weight_decay=0.0 if decoupled_weight_decay else weight_decay,
-        start_preconditioning_step=start_preconditioning_step,
-        preconditioning_compute_steps=preconditioning_compute_steps,
-        statistics_compute_steps=statistics_compute_steps,
-        merge_small_dims_block_size=merge_small_dims_block_size,
-        best_effort_shape_interpretation=best_effort_shape_interpretation,
-        graft_type=graft_type,
-        nesterov=nesterov,
-        exponent_override=exponent_override,
-        moving_average_for_momentum=moving_average_for_momentum,
-        skip_preconditioning_dim_size_gt=skip_preconditioning_dim_size_gt,
-        skip_preconditioning_rank_lt=skip_preconditioning_rank_lt,
-        clip_by_scaled_gradient_norm=clip_by_scaled_gradient_norm,
-        relative_matrix_epsilon=relative_matrix_epsilon,
-        preconditioner_type=preconditioner_type,
-        inverse_failure_threshold=inverse_failure_threshold,
-        root_method=root_method,
-        root_dtype=root_dtype,
-        root_tolerance=root_tolerance,
-        root_iterations=root_iterations,
-        statistics_dtype=statistics_dtype,
-    )
+    wd = 0.0 if decoupled_weight_decay else weight_decay  # decoupled: a block of its own
+    direction = scale_by_shampoo(**kit.arguments_for(scale_by_shampoo, locals(), weight_decay=wd))
     blocks = [direction]
     if decoupled_weight_decay:
         blocks.append(add_decayed_weights(weight_decay))

@@ -388,16 +388,9 @@ def soap(
         True
     """
     blocks = [
-        scale_by_soap(
-            b1=b1, b2=b2, shampoo_beta=shampoo_beta, eps=eps,
-            precondition_frequency=precondition_frequency, max_precond_dim=max_precond_dim,
-            merge_dims=merge_dims, precondition_1d=precondition_1d,
-            normalize_grads=normalize_grads, data_format=data_format, correct_bias=correct_bias,
-            one_sided=one_sided, block_size=block_size, complete_basis=complete_basis,
-            basis_dtype=basis_dtype, statistics_dtype=statistics_dtype,
-        ),
+        scale_by_soap(**kit.arguments_for(scale_by_soap, locals())),
         scale_by_learning_rate(learning_rate),
-    ]  # fmt: skip
+    ]
     # always present (a no-op without params and zero decay), so that a zero given as a number
     # or as an array (inject_hyperparams) compiles to the same program
     blocks.append(_decay_after_step(learning_rate, weight_decay))
